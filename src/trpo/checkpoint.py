@@ -1,0 +1,197 @@
+"""Checkpoints: one safetensors file holding every tensor of a run plus JSON metadata.
+
+Nothing is unpickled on load, so a checkpoint from anywhere is safe to open. Writes are
+atomic (temporary file, fsync, rename): a crash at any instant leaves the previous file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+FORMAT_VERSION = 1
+_META_KEY = "trpo"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, is not ours, or does not fit the environment."""
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    def section(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Tensors stored under ``prefix/`` with the prefix removed."""
+        cut = len(prefix) + 1
+        return {k[cut:]: v for k, v in self.tensors.items() if k.startswith(prefix + "/")}
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"refusing to write a checkpoint with non-finite '{name}'")
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    write_atomic(path, save_bytes(contiguous, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass a .safetensors checkpoint file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    try:
+        tensors = load_bytes(data)
+        meta = json.loads(_header_metadata(data)[_META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, OverflowError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable trpo checkpoint (corrupt, truncated or foreign file): "
+            f"{type(err).__name__}"
+        ) from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}; this trpo reads format {FORMAT_VERSION}"
+        )
+    return Checkpoint(tensors, meta)
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    # safetensors layout: 8-byte little-endian header length, then a JSON header.
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise ValueError("truncated header")
+    header = json.loads(data[8 : 8 + size])
+    return header["__metadata__"]
+
+
+def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    raise CheckpointError(f"cannot store space {space}")
+
+
+def space_from_dict(d: dict[str, Any]) -> gym.Space:
+    kind = d["type"]
+    if kind == "Box":
+        dtype = np.dtype(d["dtype"])
+        return gym.spaces.Box(np.array(d["low"], dtype), np.array(d["high"], dtype), dtype=dtype)
+    if kind == "Discrete":
+        return gym.spaces.Discrete(d["n"], start=d["start"])
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(d["nvec"], start=d["start"])
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(d["n"])
+    raise CheckpointError(f"unknown space type {kind!r} in checkpoint")
+
+
+def same_space(a: gym.Space, b: gym.Space) -> bool:
+    return space_to_dict(a) == space_to_dict(b)
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Python, NumPy and torch RNG states as (tensors, JSON-able metadata)."""
+    import random
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    tensors = {
+        "rng/torch": torch.get_rng_state(),
+        "rng/numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+        "rng/python": torch.tensor(internal, dtype=torch.int64),
+    }
+    meta = {"numpy": [name, pos, has_gauss, cached], "python": [version, gauss_next]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(tensors["rng/torch"])
+    name, pos, has_gauss, cached = meta["numpy"]
+    keys = tensors["rng/numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state((name, keys, pos, has_gauss, cached))
+    version, gauss_next = meta["python"]
+    random.setstate((version, tuple(int(x) for x in tensors["rng/python"].tolist()), gauss_next))
+
+
+def provenance() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("trpo", "torch", "gymnasium", "numpy", "safetensors"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "torch_threads": torch.get_num_threads(),
+        "checkpoint_format": FORMAT_VERSION,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,332 @@
+"""One frozen, typed configuration for a run.
+
+Every hyperparameter lives here with its default and a docstring saying when to change it.
+`Config.with_overrides` turns ``key=value`` strings (the CLI's ``--set``) into typed values
+and names the key and the expected type when a value does not fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Algo = Literal["trpo", "npg", "vpg"]
+KLDirection = Literal["old_new", "new_old"]
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or whose value is not allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of a run. Defaults follow the paper and solve CartPole-v1."""
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium id of the training environment (informational when an env object is given)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to `gymnasium.make` for the training and evaluation envs."""
+    algo: Algo = "trpo"
+    """`trpo` (CG direction + KL line search), `npg` (CG direction, fixed quadratic-model
+    step, KL not enforced) or `vpg` (plain gradient step of size `vpg_lr`)."""
+    seed: int = 0
+    """Seeds Python, NumPy, torch and the environments: same seed, same run, bit for bit."""
+    total_steps: int = 100_000
+    """Environment steps to train for when `learn()` / `trpo train` is given no other number."""
+
+    n_envs: int = 8
+    """Environment copies stepped together; the policy runs once per step on all of them."""
+    vec: Literal["sync", "async"] = "sync"
+    """`sync` steps the copies in this process; `async` in subprocesses (worth it only
+    when one env step costs much more than a policy forward, e.g. heavy simulators)."""
+    steps_per_iter: int = 1024
+    """Transitions per policy update, summed over all envs (each env runs
+    steps_per_iter / n_envs steps). Larger batches give less noisy but fewer updates."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.97
+    """GAE λ: 1 is Monte Carlo (unbiased, noisy), 0 is one-step TD (biased, smooth)."""
+    normalize_advantages: bool = True
+    """Standardise advantages for the policy step (never for the value targets)."""
+
+    max_kl: float = 0.01
+    """δ: the bound on the mean KL between consecutive policies."""
+    kl_direction: KLDirection = "old_new"
+    """Which KL the line search checks: `old_new` = KL(π_old ‖ π_new) as in the paper,
+    `new_old` = KL(π_new ‖ π_old) as in some notes and sb3-contrib. Same Fisher at θk."""
+    damping: float = 0.1
+    """λ in H = F + λI, used by conjugate gradient and in the step size. Raise it if
+    CG residuals stay large or steps are rejected often."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations per update."""
+    cg_residual_tol: float = 1e-10
+    """CG stops early when the squared residual norm falls below this."""
+    backtrack_coef: float = 0.8
+    """Line-search shrink factor α: candidate j is θk + α^j · full_step."""
+    backtrack_iters: int = 10
+    """Line-search tries before the old parameters are kept."""
+    vpg_lr: float = 0.05
+    """Step size of the plain gradient step (`algo="vpg"` only)."""
+
+    policy_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy MLP."""
+    value_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the value MLP."""
+    activation: Literal["tanh", "relu", "elu", "silu"] = "tanh"
+    """Hidden activation of both MLPs."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+
+    value_lr: float = 1e-3
+    """Adam learning rate of the value function."""
+    value_epochs: int = 5
+    """Passes over the batch per iteration when fitting the value function."""
+    value_minibatch: int = 64
+    """Minibatch size of the value regression."""
+
+    normalize_obs: bool = True
+    """Running mean/std observation normalisation (Box observations only). Statistics are
+    frozen while a batch is collected and updated between iterations."""
+    clip_obs: float = 10.0
+    """Normalised observations are clipped to ±clip_obs."""
+    normalize_reward: bool = False
+    """Divide rewards by the running std of the discounted return (training only)."""
+
+    eval_every: int = 5
+    """Evaluate every this many iterations (0 disables periodic evaluation)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic actions, frozen normaliser, raw returns)."""
+    checkpoint_every: int = 10
+    """Write `last.safetensors` every this many iterations (0: only at the end)."""
+    torch_threads: int = 1
+    """torch intra-op threads. One reproduces runs exactly and is fastest for small nets."""
+    tensorboard: bool = True
+    """Also write TensorBoard events to the run directory."""
+
+    def __post_init__(self) -> None:
+        _coerce_sequences(self)
+        problems = list(_problems(self))
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> Config:
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ConfigError(_unknown_message(unknown))
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, pairs: dict[str, str]) -> Config:
+        """Apply ``key -> string value`` overrides, parsing each value by the field's type."""
+        unknown = sorted(set(pairs) - set(self.field_names()))
+        if unknown:
+            raise ConfigError(_unknown_message(unknown))
+        hints = typing.get_type_hints(Config)
+        return self.replace(**{k: parse_value(k, v, hints[k]) for k, v in pairs.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(_unknown_message(unknown))
+        hints = typing.get_type_hints(Config)
+        for key, value in values.items():
+            _check_type(key, value, hints[key])
+        return cls(**values)
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    import difflib
+
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, Config.field_names(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        parts.append(f"unknown setting '{key}'{hint}")
+    return "; ".join(parts) + ". Run `trpo train --help-config` to list the settings."
+
+
+def _coerce_sequences(config: Config) -> None:
+    # JSON and TOML give lists where the config holds tuples; freeze them.
+    for name in ("policy_hidden", "value_hidden"):
+        value = getattr(config, name)
+        if isinstance(value, list):
+            object.__setattr__(config, name, tuple(value))
+
+
+def _problems(c: Config) -> typing.Iterator[str]:
+    positive = {
+        "total_steps": c.total_steps,
+        "n_envs": c.n_envs,
+        "steps_per_iter": c.steps_per_iter,
+        "max_kl": c.max_kl,
+        "cg_iters": c.cg_iters,
+        "backtrack_iters": c.backtrack_iters,
+        "vpg_lr": c.vpg_lr,
+        "value_lr": c.value_lr,
+        "value_epochs": c.value_epochs,
+        "value_minibatch": c.value_minibatch,
+        "eval_episodes": c.eval_episodes,
+        "torch_threads": c.torch_threads,
+        "clip_obs": c.clip_obs,
+    }
+    for name, value in positive.items():
+        if not _finite_number(value) or value <= 0:
+            yield f"{name} must be a positive number, got {value!r}"
+    for name in ("gamma", "gae_lambda"):
+        value = getattr(c, name)
+        if not _finite_number(value) or not 0.0 <= value <= 1.0:
+            yield f"{name} must be in [0, 1], got {value!r}"
+    if not _finite_number(c.backtrack_coef) or not 0.0 < c.backtrack_coef < 1.0:
+        yield f"backtrack_coef must be in (0, 1), got {c.backtrack_coef!r}"
+    for name in ("damping", "cg_residual_tol", "log_std_init"):
+        if not _finite_number(getattr(c, name)):
+            yield f"{name} must be a finite number, got {getattr(c, name)!r}"
+    if _finite_number(c.damping) and c.damping < 0:
+        yield f"damping must be >= 0, got {c.damping!r}"
+    for name in ("eval_every", "checkpoint_every", "seed"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            yield f"{name} must be an integer >= 0, got {value!r}"
+    if (
+        isinstance(c.steps_per_iter, int)
+        and isinstance(c.n_envs, int)
+        and c.n_envs > 0
+        and c.steps_per_iter % c.n_envs
+    ):
+        yield (
+            f"steps_per_iter ({c.steps_per_iter}) must be a multiple of n_envs ({c.n_envs}); "
+            f"try steps_per_iter={c.n_envs * max(1, round(c.steps_per_iter / c.n_envs))}"
+        )
+    for name in ("policy_hidden", "value_hidden"):
+        sizes = getattr(c, name)
+        if not isinstance(sizes, tuple) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
+        ):
+            yield f"{name} must be a sequence of positive integers, got {sizes!r}"
+    for name, allowed in (
+        ("algo", typing.get_args(Algo)),
+        ("kl_direction", typing.get_args(KLDirection)),
+        ("vec", ("sync", "async")),
+        ("activation", ("tanh", "relu", "elu", "silu")),
+    ):
+        if getattr(c, name) not in allowed:
+            yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}"
+    if not isinstance(c.env_kwargs, dict):
+        yield f"env_kwargs must be a mapping, got {c.env_kwargs!r}"
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value == value
+        and abs(value) != float("inf")
+    )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_value(key: str, text: str, hint: Any) -> Any:
+    """Parse the string ``text`` as the type ``hint`` of setting ``key``."""
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise ValueError
+        if hint is int:
+            return int(text.replace("_", ""))
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if origin is Literal:
+            if text in typing.get_args(hint):
+                return text
+            raise ValueError
+        if origin is tuple:
+            items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
+            return tuple(int(s) for s in items)
+        if origin is dict:
+            return dict(parse_key_values([s for s in text.split(",") if s.strip()]))
+    except ValueError:
+        pass
+    raise ConfigError(f"setting '{key}' expects {_type_name(hint)}, got {text!r}")
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    ok = True
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif hint is str or origin is Literal:
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        ok = isinstance(value, list | tuple)
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    if not ok:
+        raise ConfigError(f"setting '{key}' expects {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(typing.get_args(hint))
+    if origin is tuple:
+        return "comma-separated integers, e.g. 64,64"
+    if origin is dict:
+        return "key=value pairs"
+    if isinstance(hint, type):
+        return {"bool": "true/false", "int": "an integer", "float": "a number"}.get(
+            hint.__name__, hint.__name__
+        )
+    if isinstance(hint, types.UnionType):
+        return str(hint)
+    return str(hint)
+
+
+def parse_key_values(items: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings; values become int, float, bool, None or stay strings."""
+    pairs = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {item!r}")
+        pairs.append((key.strip(), _literal(raw.strip())))
+    return pairs
+
+
+def _literal(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        lowered = raw.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered in ("none", "null"):
+            return None
+        return raw

@@ -1,0 +1,174 @@
+"""Pure math of TRPO: free functions of tensors and callables, each tested against ground truth.
+
+Notation follows Schulman et al. (2015): θk the parameters that collected the batch, g the
+policy gradient, F the Fisher matrix (Hessian of the mean KL at θk), H = F + λI, δ = max_kl.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    lam: float,
+) -> Tensor:
+    """Generalised advantage estimates A_t for a [T, N] block of N parallel trajectories.
+
+    Index t is the step in which action a_t was taken in state s_t:
+    ``rewards[t]`` = r_t, ``values[t]`` = V(s_t), ``next_values[t]`` = V(s_{t+1}) where
+    s_{t+1} is the state the env returned for that step (the *final* observation when the
+    episode ended there, never the reset observation).
+
+    δ_t = r_t + γ (1 − terminated_t) V(s_{t+1}) − V(s_t)
+    A_t = δ_t + γ λ (1 − done_t) A_{t+1},   done_t = terminated_t or truncated_t
+
+    A termination does not bootstrap (the true value after it is 0); a time-limit truncation
+    bootstraps from V(final observation). The λ-recursion stops at both, and after the last
+    row (the batch boundary, where ``next_values`` carries the bootstrap).
+    """
+    if not (rewards.shape == values.shape == next_values.shape == terminated.shape):
+        raise ValueError(
+            f"gae: shapes differ: rewards {tuple(rewards.shape)}, values {tuple(values.shape)}, "
+            f"next_values {tuple(next_values.shape)}, terminated {tuple(terminated.shape)}"
+        )
+    if truncated.shape != rewards.shape:
+        raise ValueError(f"gae: truncated {tuple(truncated.shape)} != {tuple(rewards.shape)}")
+    not_terminated = 1.0 - terminated.to(rewards.dtype)
+    not_done = not_terminated * (1.0 - truncated.to(rewards.dtype))
+    deltas = rewards + gamma * not_terminated * next_values - values
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = deltas[t] + gamma * lam * not_done[t] * running
+        advantages[t] = running
+    return advantages
+
+
+@dataclass(frozen=True)
+class CGResult:
+    x: Tensor
+    iterations: int
+    residual_norm_sq: float
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    max_iters: int = 10,
+    residual_tol: float = 1e-10,
+) -> CGResult:
+    """Approximately solve H x = b for symmetric positive-definite H given only x ↦ Hx.
+
+    Starts from x₀ = 0 (so the first residual is b and the first direction the gradient);
+    stops after ``max_iters`` or when ‖r‖² < ``residual_tol``.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    r_dot_r = torch.dot(r, r)
+    iterations = 0
+    for _ in range(max_iters):
+        if r_dot_r < residual_tol:
+            break
+        hp = matvec(p)
+        alpha = r_dot_r / torch.dot(p, hp)
+        x += alpha * p
+        r -= alpha * hp
+        new_r_dot_r = torch.dot(r, r)
+        p = r + (new_r_dot_r / r_dot_r) * p
+        r_dot_r = new_r_dot_r
+        iterations += 1
+    return CGResult(x=x, iterations=iterations, residual_norm_sq=float(r_dot_r))
+
+
+def flat_grad(output: Tensor, params: Sequence[Tensor], **kwargs) -> Tensor:
+    """∂output/∂params as one flat vector (zeros for parameters output does not touch)."""
+    grads = torch.autograd.grad(output, params, allow_unused=True, **kwargs)
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
+    )
+
+
+def fisher_vector_product(
+    mean_kl: Tensor, params: Sequence[Tensor], damping: float
+) -> Callable[[Tensor], Tensor]:
+    """Return v ↦ (F + λI) v, with F the Hessian of ``mean_kl`` w.r.t. ``params`` at θk.
+
+    ``mean_kl`` must be the mean KL between a *detached* copy of the current policy and the
+    policy as a function of ``params``: its value and gradient are zero at θk, its Hessian
+    is the Fisher matrix. The KL gradient graph is built once and reused by every product
+    (double backprop), so each product costs one backward pass.
+    """
+    kl_grad = flat_grad(mean_kl, params, create_graph=True)
+
+    def product(v: Tensor) -> Tensor:
+        hv = flat_grad(torch.dot(kl_grad, v), params, retain_graph=True)
+        return hv + damping * v
+
+    return product
+
+
+@dataclass(frozen=True)
+class LineSearchResult:
+    params: Tensor
+    """The accepted parameters, or θk when no candidate qualified."""
+    accepted: bool
+    backtracks: int
+    """Shrinks applied to the accepted step (backtrack_iters when none was accepted)."""
+    step_fraction: float
+    """α^j of the accepted step (0 when none was accepted)."""
+    kl: float
+    """Exact mean KL of the accepted candidate (0 when none was accepted)."""
+    improvement: float
+    """Surrogate improvement L(θ) − L(θk) of the accepted candidate (0 when none)."""
+
+
+def backtracking_line_search(
+    evaluate: Callable[[Tensor], tuple[float, float]],
+    theta_old: Tensor,
+    full_step: Tensor,
+    max_kl: float,
+    backtrack_coef: float = 0.8,
+    max_backtracks: int = 10,
+) -> LineSearchResult:
+    """Accept the first θk + α^j · full_step (j = 0, 1, …) whose exact KL ≤ δ and whose
+    surrogate improves; keep θk when none of ``max_backtracks`` candidates does.
+
+    ``evaluate(θ)`` returns ``(surrogate_improvement, mean_kl)`` for candidate θ. Non-finite
+    values never qualify.
+    """
+    for j in range(max_backtracks):
+        fraction = backtrack_coef**j
+        candidate = theta_old + fraction * full_step
+        improvement, kl = evaluate(candidate)
+        if _finite(improvement) and _finite(kl) and kl <= max_kl and improvement > 0:
+            return LineSearchResult(candidate, True, j, fraction, kl, improvement)
+    return LineSearchResult(theta_old, False, max_backtracks, 0.0, 0.0, 0.0)
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def explained_variance(predicted: Tensor, target: Tensor) -> float:
+    """1 − Var[target − predicted] / Var[target]: 1 is perfect, 0 no better than the mean,
+    negative worse. NaN when the target is constant."""
+    var_target = torch.var(target)
+    if var_target == 0:
+        return float("nan")
+    return float(1.0 - torch.var(target - predicted) / var_target)
+
+
+def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Standardise to zero mean and unit std (population std; a single value maps to 0)."""
+    return (x - x.mean()) / (x.std(correction=0) + eps)

@@ -1,0 +1,101 @@
+"""Run outputs: per-iteration CSV, TensorBoard events and a live progress bar.
+
+Only the trainer logs; the math returns stats objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+METRICS_FILE = "metrics.csv"
+
+
+class CSVLog:
+    """Appends one row per iteration; flushed after each row so a crash loses nothing."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = columns
+        new = not path.exists() or path.stat().st_size == 0
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns)
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Rows of a metrics CSV as floats (empty cells become NaN)."""
+    with path.open(newline="") as f:
+        return [
+            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+class TensorBoardLog:
+    def __init__(self, directory: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(directory))
+
+    def write(self, row: dict[str, Any], step: int) -> None:
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if not math.isnan(value):
+                    self._writer.add_scalar(key, value, step)
+            elif isinstance(value, bool):
+                self._writer.add_scalar(key, float(value), step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ProgressBar:
+    """steps, fps, mean episode return, KL, ETA."""
+
+    def __init__(self, total_steps: int, done_steps: int = 0):
+        self._progress = Progress(
+            TextColumn("[bold]trpo"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} steps"),
+            TextColumn("{task.fields[fps]:>6} fps"),
+            TextColumn("return {task.fields[ret]}"),
+            TextColumn("kl {task.fields[kl]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            refresh_per_second=4,
+        )
+        self._task = self._progress.add_task(
+            "train", total=total_steps, completed=done_steps, fps="-", ret="-", kl="-"
+        )
+        self._progress.start()
+
+    def update(self, steps: int, fps: float, episode_return: float, kl: float) -> None:
+        fields = {"fps": f"{fps:,.0f}", "kl": f"{kl:.4f}"}
+        if not math.isnan(episode_return):
+            fields["ret"] = f"{episode_return:.1f}"
+        self._progress.update(self._task, completed=steps, **fields)
+
+    def close(self) -> None:
+        self._progress.stop()

@@ -1,0 +1,166 @@
+"""Policies map a batch of (encoded) observations to a fresh `torch.distributions` object.
+
+A policy is any `nn.Module` whose ``forward(obs_bd)`` returns a Distribution with batch
+shape [B] that supports ``log_prob``, ``entropy``, ``mode``, ``sample`` and
+``torch.distributions.kl_divergence``. The MLP policies here cover every Gymnasium action
+space TRPO can handle; users may pass their own module of the same contract.
+A value function is any `nn.Module` mapping ``obs_bd`` to values of shape [B].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    constraints,
+    register_kl,
+)
+from torch.distributions import kl_divergence as _kl
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+class UnsupportedSpaceError(ValueError):
+    """A Gymnasium space this library cannot build a policy or encoder for."""
+
+
+def mlp(sizes: Sequence[int], activation: str, output_gain: float) -> nn.Sequential:
+    """Linear layers with ``activation`` between them; orthogonal init (gain √2 for hidden
+    layers, ``output_gain`` for the last), zero biases."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(n_in, n_out)
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, gain=output_gain if last else math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MultiCategorical(Distribution):
+    """Independent categoricals over the components of a MultiDiscrete action."""
+
+    arg_constraints = {}
+    has_enumerate_support = False
+
+    def __init__(self, logits: Tensor, nvec: Sequence[int]):
+        self.nvec = tuple(int(n) for n in nvec)
+        self.parts = [
+            Categorical(logits=chunk, validate_args=False)
+            for chunk in torch.split(logits, self.nvec, dim=-1)
+        ]
+        super().__init__(logits.shape[:-1], torch.Size([len(self.nvec)]), validate_args=False)
+
+    @property
+    def support(self):
+        return constraints.independent(constraints.nonnegative_integer, 1)
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        return torch.stack([p.sample(sample_shape) for p in self.parts], dim=-1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return sum(p.log_prob(value[..., i]) for i, p in enumerate(self.parts))
+
+    def entropy(self) -> Tensor:
+        return sum(p.entropy() for p in self.parts)
+
+    @property
+    def mode(self) -> Tensor:
+        return torch.stack([p.logits.argmax(-1) for p in self.parts], dim=-1)
+
+
+@register_kl(MultiCategorical, MultiCategorical)
+def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> Tensor:
+    return sum(_kl(a, b) for a, b in zip(p.parts, q.parts))
+
+
+class MLPPolicy(nn.Module):
+    """MLP policy for Discrete, Box, MultiDiscrete and MultiBinary action spaces.
+
+    Box actions use a diagonal Gaussian with a state-independent log-std (the paper's
+    choice); sampled actions are unbounded and clipped only when sent to the env.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_space: gym.Space,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        log_std_init: float = 0.0,
+    ):
+        super().__init__()
+        self.kind = action_kind(action_space)
+        if self.kind == "discrete":
+            out_dim = int(action_space.n)
+        elif self.kind == "multidiscrete":
+            self.nvec = tuple(int(n) for n in np.asarray(action_space.nvec).reshape(-1))
+            out_dim = sum(self.nvec)
+        else:  # box, multibinary
+            out_dim = int(np.prod(action_space.shape))
+        self.net = mlp([obs_dim, *hidden, out_dim], activation, output_gain=0.01)
+        if self.kind == "box":
+            self.log_std = nn.Parameter(torch.full((out_dim,), float(log_std_init)))
+
+    def forward(self, obs: Tensor) -> Distribution:
+        out = self.net(obs)
+        if self.kind == "discrete":
+            return Categorical(logits=out, validate_args=False)
+        if self.kind == "box":
+            std = self.log_std.exp().expand_as(out)
+            return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
+        if self.kind == "multidiscrete":
+            return MultiCategorical(out, self.nvec)
+        return Independent(Bernoulli(logits=out, validate_args=False), 1, validate_args=False)
+
+
+class MLPValue(nn.Module):
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh"):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, 1], activation, output_gain=1.0)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def action_kind(space: gym.Space) -> str:
+    """'discrete', 'box', 'multidiscrete' or 'multibinary'; anything else is refused."""
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box):
+        if not np.issubdtype(space.dtype, np.floating):
+            raise UnsupportedSpaceError(
+                f"Box action space with integer dtype {space.dtype} is not supported: "
+                "use Discrete or MultiDiscrete actions for integers."
+            )
+        return "box"
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return "multidiscrete"
+    if isinstance(space, gym.spaces.MultiBinary):
+        return "multibinary"
+    raise UnsupportedSpaceError(
+        f"action space {space} is not supported: trpo handles Discrete, Box, MultiDiscrete "
+        "and MultiBinary actions. Wrap the env so that its action space is one of these."
+    )
+
+
+def mean_kl(old: Distribution, new: Distribution, direction: str) -> Tensor:
+    """Mean over states of KL(old ‖ new) (``direction='old_new'``, the paper's constraint)
+    or KL(new ‖ old) (``'new_old'``)."""
+    if direction == "old_new":
+        return _kl(old, new).mean()
+    if direction == "new_old":
+        return _kl(new, old).mean()
+    raise ValueError(f"kl direction must be 'old_new' or 'new_old', got {direction!r}")

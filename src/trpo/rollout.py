@@ -1,0 +1,175 @@
+"""Rollout collection: step N envs with the current (frozen) policy and return a `Batch`.
+
+`RolloutCollector` is the one component that touches the environments during training; a
+distributed backend replaces it by anything with the same ``collect(n_steps) -> Batch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from torch import nn
+
+from trpo.envs import (
+    ActionAdapter,
+    ObservationEncoder,
+    ObservationNormalizer,
+    RunningMeanStd,
+    check_finite,
+)
+
+
+@dataclass
+class Batch:
+    """T steps of N envs. Index [t, i] is the transition of env i at step t.
+
+    ``obs`` are the observations the policy saw (encoded and normalised with the frozen
+    statistics); ``next_obs`` the observation each transition led to: the env's final
+    observation where the episode ended (terminated or truncated), never a reset one.
+    """
+
+    obs: np.ndarray  # [T, N, D] float32
+    actions: np.ndarray  # [T, N, *action_shape]
+    log_probs: np.ndarray  # [T, N] log π_θk(a_t | s_t), stored when the action was taken
+    rewards: np.ndarray  # [T, N] float32 (scaled when reward scaling is on)
+    terminated: np.ndarray  # [T, N] bool
+    truncated: np.ndarray  # [T, N] bool
+    next_obs: np.ndarray  # [T, N, D] float32
+    obs_stats: RunningMeanStd  # moments of the raw encoded observations in ``obs``
+    return_stats: RunningMeanStd  # moments of the discounted returns (reward scaling)
+    episode_returns: list[float] = field(default_factory=list)  # raw, unscaled
+    episode_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def n_transitions(self) -> int:
+        return int(self.rewards.size)
+
+
+class RewardScaler:
+    """Divides rewards by the running std of the discounted return (frozen per batch)."""
+
+    def __init__(self, n_envs: int, gamma: float, enabled: bool):
+        self.enabled = enabled
+        self.gamma = gamma
+        self.stats = RunningMeanStd.zeros(())
+        self.discounted = np.zeros(n_envs, np.float64)
+
+    @property
+    def scale(self) -> float:
+        return float(1.0 / np.sqrt(self.stats.var + 1e-8)) if self.enabled else 1.0
+
+
+class RolloutCollector:
+    """Steps a vector env with a policy; keeps the envs' state between calls."""
+
+    def __init__(
+        self,
+        envs: VectorEnv,
+        policy: nn.Module,
+        encoder: ObservationEncoder,
+        normalizer: ObservationNormalizer,
+        reward_scaler: RewardScaler,
+        seed: int,
+        env_id: str,
+    ):
+        self.envs = envs
+        self.policy = policy
+        self.encoder = encoder
+        self.normalizer = normalizer
+        self.reward_scaler = reward_scaler
+        self.adapter = ActionAdapter(envs.single_action_space)
+        self.seed = seed
+        self.env_id = env_id
+        self.n_envs = envs.num_envs
+        self.total_steps = 0
+        self._raw_obs: np.ndarray | None = None
+        self._episode_return = np.zeros(self.n_envs, np.float64)
+        self._episode_length = np.zeros(self.n_envs, np.int64)
+
+    def reset(self) -> None:
+        obs, _ = self.envs.reset(seed=[self.seed + i for i in range(self.n_envs)])
+        self._raw_obs = self._encode(obs)
+        self._episode_return[:] = 0
+        self._episode_length[:] = 0
+
+    def _encode(self, obs) -> np.ndarray:
+        encoded = self.encoder(obs)
+        check_finite("observation", encoded, self.env_id, self.total_steps)
+        return encoded
+
+    def collect(self, n_steps: int) -> Batch:
+        """Run ``n_steps`` steps in each env (n_steps × n_envs transitions)."""
+        if self._raw_obs is None:
+            self.reset()
+        n, dim = self.n_envs, self.encoder.dim
+        raw_obs = np.empty((n_steps, n, dim), np.float32)
+        obs_buf = np.empty((n_steps, n, dim), np.float32)
+        next_obs = np.empty((n_steps, n, dim), np.float32)
+        rewards = np.empty((n_steps, n), np.float32)
+        terminated = np.empty((n_steps, n), bool)
+        truncated = np.empty((n_steps, n), bool)
+        log_probs = np.empty((n_steps, n), np.float32)
+        actions = None
+        returns_seen = np.empty((n_steps, n), np.float64)
+        scaler = self.reward_scaler
+        scale = scaler.scale
+        episode_returns: list[float] = []
+        episode_lengths: list[int] = []
+
+        for t in range(n_steps):
+            raw_obs[t] = self._raw_obs
+            obs = self.normalizer(self._raw_obs)
+            obs_buf[t] = obs
+            with torch.inference_mode():
+                dist = self.policy(torch.from_numpy(obs))
+                action = dist.sample()
+                log_probs[t] = dist.log_prob(action).numpy()
+            action_np = action.numpy()
+            if actions is None:
+                actions = np.empty((n_steps, *action_np.shape), action_np.dtype)
+            actions[t] = action_np
+
+            step_obs, reward, term, trunc, info = self.envs.step(self.adapter(action_np))
+            self.total_steps += n
+            reward = np.asarray(reward, np.float64)
+            check_finite("reward", reward, self.env_id, self.total_steps)
+            encoded = self._encode(step_obs)
+            done = term | trunc
+            final = encoded
+            if done.any():
+                ended = np.flatnonzero(done)
+                final = encoded.copy()
+                final[ended] = self._encode(np.stack([info["final_obs"][i] for i in ended]))
+            next_obs[t] = self.normalizer(final)
+            terminated[t] = term
+            truncated[t] = trunc
+
+            scaler.discounted = scaler.discounted * scaler.gamma + reward
+            returns_seen[t] = scaler.discounted
+            rewards[t] = reward * scale
+            self._episode_return += reward
+            self._episode_length += 1
+            for i in np.flatnonzero(done):
+                episode_returns.append(float(self._episode_return[i]))
+                episode_lengths.append(int(self._episode_length[i]))
+            self._episode_return[done] = 0.0
+            self._episode_length[done] = 0
+            scaler.discounted[done] = 0.0
+            self._raw_obs = encoded
+
+        return Batch(
+            obs=obs_buf,
+            actions=actions,
+            log_probs=log_probs,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=next_obs,
+            obs_stats=RunningMeanStd.of(raw_obs.reshape(-1, dim)),
+            return_stats=RunningMeanStd.of(returns_seen.reshape(-1)),
+            episode_returns=episode_returns,
+            episode_lengths=episode_lengths,
+        )

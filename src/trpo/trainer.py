@@ -1,0 +1,509 @@
+"""The training loop, one iteration top to bottom:
+
+    collect a batch -> GAE advantages -> policy step (TRPO/NPG/VPG) -> value fit
+    -> normaliser update -> evaluation -> log -> checkpoint
+
+`TRPO` is the user-facing object: ``TRPO(env, **config).learn()``, ``predict``, ``save``,
+``TRPO.load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from trpo.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    provenance,
+    rng_state,
+    same_space,
+    save_checkpoint,
+    set_rng_state,
+    space_from_dict,
+    space_to_dict,
+)
+from trpo.config import Config
+from trpo.envs import (
+    EnvError,
+    EnvSource,
+    ObservationEncoder,
+    ObservationNormalizer,
+    RunningMeanStd,
+    env_factory,
+    make_vector_env,
+)
+from trpo.evaluate import EvalResult, Evaluator
+from trpo.functional import gae, normalize
+from trpo.logger import METRICS_FILE, CSVLog, ProgressBar, TensorBoardLog
+from trpo.policies import MLPPolicy, MLPValue
+from trpo.rollout import Batch, RewardScaler, RolloutCollector
+from trpo.update import StepStats, ValueStats, fit_value, policy_step
+
+log = logging.getLogger("trpo")
+
+SCORE_WINDOW = 5
+"""The run's score is the mean of its last this-many evaluations."""
+
+
+@dataclass(frozen=True)
+class IterationStats:
+    """One row of metrics.csv: what happened in one iteration."""
+
+    iteration: int
+    steps: int
+    episodes: int
+    episode_return: float
+    """Mean raw return of the episodes that ended in this iteration (NaN if none did)."""
+    episode_length: float
+    kl: float
+    accepted: bool
+    backtracks: int
+    nonfinite: bool
+    expected_improvement: float
+    surrogate_improvement: float
+    cg_residual: float
+    cg_iterations: int
+    entropy: float
+    grad_norm: float
+    value_loss: float
+    explained_variance: float
+    eval_return: float
+    """Mean deterministic evaluation return (NaN when no evaluation ran this iteration)."""
+    eval_return_std: float
+    fps: float
+    """Environment steps per second of this iteration, evaluation excluded."""
+    rollout_sec: float
+    advantage_sec: float
+    policy_sec: float
+    value_sec: float
+    eval_sec: float
+    wall_sec: float
+    """Seconds since training started (evaluation included)."""
+
+
+Callback = Callable[[IterationStats], bool | None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TRPO:
+    """Trust Region Policy Optimization on a Gymnasium environment.
+
+    ``env`` is a Gymnasium id, a zero-argument factory returning an env, or an env instance
+    (then ``n_envs`` must be 1). Settings are `Config` fields, given as ``config=`` and/or
+    keyword arguments. ``policy`` / ``value_fn`` replace the default MLPs (see
+    `trpo.policies` for their contract). With ``run_dir`` the run writes metrics,
+    TensorBoard events and checkpoints there.
+    """
+
+    def __init__(
+        self,
+        env: EnvSource | None = None,
+        config: Config | None = None,
+        *,
+        policy: nn.Module | None = None,
+        value_fn: nn.Module | None = None,
+        run_dir: str | Path | None = None,
+        **overrides: Any,
+    ):
+        config = (config or Config()).replace(**overrides)
+        if env is None:
+            env = config.env_id
+        elif isinstance(env, str):
+            config = config.replace(env_id=env)
+        elif isinstance(env, gym.Env) and env.spec is not None:
+            config = config.replace(env_id=env.spec.id)
+        self.config = config
+        torch.set_num_threads(config.torch_threads)
+        seed_everything(config.seed)
+
+        factory = env_factory(env, config.env_kwargs)
+        self._eval_factory = _evaluation_factory(env, factory, config)
+        self.envs = make_vector_env(factory, config.n_envs, config.vec)
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self.encoder = ObservationEncoder(self.observation_space)
+        self.normalizer = ObservationNormalizer(
+            self.encoder.dim, config.normalize_obs and self.encoder.is_box, config.clip_obs
+        )
+        self.custom_modules = policy is not None or value_fn is not None
+        self.policy = policy or MLPPolicy(
+            self.encoder.dim,
+            self.action_space,
+            config.policy_hidden,
+            config.activation,
+            config.log_std_init,
+        )
+        self.value_fn = value_fn or MLPValue(self.encoder.dim, config.value_hidden, config.activation)
+        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=config.value_lr)
+        self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
+        self.collector = RolloutCollector(
+            self.envs,
+            self.policy,
+            self.encoder,
+            self.normalizer,
+            self.reward_scaler,
+            config.seed,
+            config.env_id,
+        )
+        self.iteration = 0
+        self.steps = 0
+        self.episodes = 0
+        self.evaluations: list[tuple[int, float]] = []  # (steps, mean eval return)
+        self.best_eval = -math.inf
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._evaluator: Evaluator | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, env: EnvSource | None = None, **kwargs: Any) -> TRPO:
+        return cls(env, config, **kwargs)
+
+    # -- training -------------------------------------------------------------------
+    def learn(
+        self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = False
+    ) -> TRPO:
+        """Train until the run has taken ``total_steps`` environment steps in all
+        (default ``config.total_steps``), counting steps taken before a save/load.
+
+        ``callback(stats)`` runs after every iteration; returning False stops training
+        after that iteration. With ``progress`` a live progress bar is shown.
+        """
+        total = self.config.total_steps if total_steps is None else total_steps
+        if not isinstance(total, int) or total <= 0:
+            raise ValueError(f"total_steps must be a positive integer, got {total!r}")
+        n_steps = self.config.steps_per_iter // self.config.n_envs
+        outputs = _RunOutputs(self) if self.run_dir is not None else None
+        bar = ProgressBar(total, self.steps) if progress else None
+        start = time.perf_counter()
+        finished = False
+        try:
+            while self.steps < total:
+                stats = self._iteration(n_steps, start)
+                if outputs is not None:
+                    outputs.write(stats)
+                if bar is not None:
+                    bar.update(self.steps, stats.fps, stats.episode_return, stats.kl)
+                if callback is not None and callback(stats) is False:
+                    break
+            finished = True
+        finally:
+            if bar is not None:
+                bar.close()
+            if outputs is not None:
+                outputs.close(finished)
+        return self
+
+    def _iteration(self, n_steps: int, start: float) -> IterationStats:
+        t0 = time.perf_counter()
+        batch = self.collector.collect(n_steps)
+        t1 = time.perf_counter()
+        obs, advantages, targets, values = self._advantages(batch)
+        t2 = time.perf_counter()
+        step = self._policy_step(batch, obs, advantages)
+        t3 = time.perf_counter()
+        value = fit_value(
+            self.value_fn,
+            self.value_optimizer,
+            obs,
+            targets,
+            values,
+            self.config.value_epochs,
+            self.config.value_minibatch,
+        )
+        t4 = time.perf_counter()
+        self.normalizer.update(batch.obs_stats)
+        if self.reward_scaler.enabled:
+            self.reward_scaler.stats = self.reward_scaler.stats.merge(batch.return_stats)
+        self.iteration += 1
+        self.steps += batch.n_transitions
+        self.episodes += len(batch.episode_returns)
+        if not step.accepted:
+            log.info("iteration %d: step rejected, parameters unchanged", self.iteration)
+        evaluation = self._maybe_evaluate()
+        t5 = time.perf_counter()
+        return self._stats(batch, step, value, evaluation, (t0, t1, t2, t3, t4, t5), start)
+
+    def _advantages(self, batch: Batch):
+        T, N = batch.rewards.shape
+        obs = torch.from_numpy(batch.obs.reshape(T * N, -1))
+        with torch.no_grad():
+            values = self.value_fn(obs).reshape(T, N)
+            next_values = self.value_fn(torch.from_numpy(batch.next_obs.reshape(T * N, -1)))
+        advantages = gae(
+            torch.from_numpy(batch.rewards),
+            values,
+            next_values.reshape(T, N),
+            torch.from_numpy(batch.terminated),
+            torch.from_numpy(batch.truncated),
+            self.config.gamma,
+            self.config.gae_lambda,
+        )
+        targets = (advantages + values).reshape(-1)
+        return obs, advantages.reshape(-1), targets, values.reshape(-1)
+
+    def _policy_step(self, batch: Batch, obs: torch.Tensor, advantages: torch.Tensor) -> StepStats:
+        T, N = batch.rewards.shape
+        actions = torch.from_numpy(batch.actions.reshape(T * N, *batch.actions.shape[2:]))
+        if self.config.normalize_advantages:
+            advantages = normalize(advantages)
+        old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))
+        return policy_step(self.policy, obs, actions, advantages, old_log_probs, self.config)
+
+    def _maybe_evaluate(self) -> EvalResult | None:
+        every = self.config.eval_every
+        if every == 0 or self.iteration % every:
+            return None
+        result = self.evaluate(self.config.eval_episodes)
+        self.evaluations.append((self.steps, result.mean))
+        return result
+
+    def _stats(
+        self,
+        batch: Batch,
+        step: StepStats,
+        value: ValueStats,
+        evaluation: EvalResult | None,
+        times: tuple[float, ...],
+        start: float,
+    ) -> IterationStats:
+        t0, t1, t2, t3, t4, t5 = times
+        returns, lengths = batch.episode_returns, batch.episode_lengths
+        return IterationStats(
+            iteration=self.iteration,
+            steps=self.steps,
+            episodes=self.episodes,
+            episode_return=float(np.mean(returns)) if returns else math.nan,
+            episode_length=float(np.mean(lengths)) if lengths else math.nan,
+            kl=step.kl,
+            accepted=step.accepted,
+            backtracks=step.backtracks,
+            nonfinite=step.nonfinite,
+            expected_improvement=step.expected_improvement,
+            surrogate_improvement=step.surrogate_improvement,
+            cg_residual=step.cg_residual,
+            cg_iterations=step.cg_iterations,
+            entropy=step.entropy,
+            grad_norm=step.grad_norm,
+            value_loss=value.value_loss,
+            explained_variance=value.explained_variance,
+            eval_return=evaluation.mean if evaluation else math.nan,
+            eval_return_std=evaluation.std if evaluation else math.nan,
+            fps=batch.n_transitions / (t4 - t0),
+            rollout_sec=t1 - t0,
+            advantage_sec=t2 - t1,
+            policy_sec=t3 - t2,
+            value_sec=t4 - t3,
+            eval_sec=t5 - t4,
+            wall_sec=t5 - start,
+        )
+
+    # -- using the policy -----------------------------------------------------------
+    def evaluate(self, episodes: int | None = None) -> EvalResult:
+        """Deterministic episodes on a separate env with the frozen normaliser."""
+        episodes = episodes or self.config.eval_episodes
+        if self._evaluator is None or self._evaluator.envs.num_envs != episodes:
+            if self._eval_factory is None:
+                raise EnvError(
+                    "evaluation needs a second env: pass an env id or a factory, not an "
+                    "instance without a registered spec (or set eval_every=0)"
+                )
+            self._evaluator = Evaluator(self._eval_factory, episodes, self.config.seed + 1_000_000)
+        return self._evaluator.run(self.policy, self.encoder, self.normalizer)
+
+    @property
+    def score(self) -> float:
+        """Mean of the last `SCORE_WINDOW` evaluation returns (NaN before any)."""
+        recent = [r for _, r in self.evaluations[-SCORE_WINDOW:]]
+        return float(np.mean(recent)) if recent else math.nan
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for raw observation(s), as the env accepts them. Takes one observation
+        or a batch; never updates the normaliser."""
+        single = _is_single(self.observation_space, obs)
+        batch = [obs] if single else obs
+        with torch.inference_mode():
+            dist = self.policy(torch.from_numpy(self.normalizer(self.encoder(batch))))
+            action = dist.mode if deterministic else dist.sample()
+        env_action = self.collector.adapter(action.numpy())
+        return env_action[0] if single else env_action
+
+    # -- persistence ----------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write everything needed to predict and to continue training to ``path``."""
+        tensors: dict[str, torch.Tensor] = {}
+        tensors.update({f"policy/{k}": v for k, v in self.policy.state_dict().items()})
+        tensors.update({f"value/{k}": v for k, v in self.value_fn.state_dict().items()})
+        optim = self.value_optimizer.state_dict()
+        for index, state in optim["state"].items():
+            for key, value in state.items():
+                tensors[f"value_optim/{index}/{key}"] = torch.as_tensor(value)
+        norm = self.normalizer.stats
+        tensors["obs_norm/mean"] = torch.from_numpy(np.asarray(norm.mean, np.float64))
+        tensors["obs_norm/var"] = torch.from_numpy(np.asarray(norm.var, np.float64))
+        returns = self.reward_scaler.stats
+        tensors["return_norm/moments"] = torch.tensor([returns.mean, returns.var], dtype=torch.float64)
+        rng_tensors, rng_meta = rng_state()
+        tensors.update(rng_tensors)
+        meta = {
+            "config": self.config.to_dict(),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "custom_modules": self.custom_modules,
+            "counters": {"iteration": self.iteration, "steps": self.steps, "episodes": self.episodes},
+            "evaluations": self.evaluations,
+            "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
+            "obs_norm_count": norm.count,
+            "return_norm_count": returns.count,
+            "value_optim_param_groups": optim["param_groups"],
+            "rng": rng_meta,
+            "provenance": provenance(),
+        }
+        save_checkpoint(path, tensors, meta)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        env: EnvSource | None = None,
+        *,
+        policy: nn.Module | None = None,
+        value_fn: nn.Module | None = None,
+        run_dir: str | Path | None = None,
+        **overrides: Any,
+    ) -> TRPO:
+        """Rebuild a run from a checkpoint; ``learn`` then continues it. ``env`` defaults to
+        the checkpoint's env id; its spaces must match the checkpoint's."""
+        checkpoint = load_checkpoint(path)
+        meta = checkpoint.meta
+        try:
+            config = Config.from_dict(meta["config"]).replace(**overrides)
+            obs_space = space_from_dict(meta["observation_space"])
+            action_space = space_from_dict(meta["action_space"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
+        if meta.get("custom_modules") and (policy is None or value_fn is None):
+            raise CheckpointError(
+                f"{path} was trained with custom policy/value modules: pass the same module "
+                "types as TRPO.load(path, policy=..., value_fn=...)"
+            )
+        agent = cls(env, config, policy=policy, value_fn=value_fn, run_dir=run_dir)
+        if not (same_space(obs_space, agent.observation_space) and same_space(action_space, agent.action_space)):
+            raise CheckpointError(
+                f"{path} was trained on observation space {obs_space} and action space "
+                f"{action_space}, but the env has {agent.observation_space} and "
+                f"{agent.action_space}"
+            )
+        try:
+            agent._restore(checkpoint)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: checkpoint contents do not fit the model ({err})") from None
+        return agent
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        meta = checkpoint.meta
+        self.policy.load_state_dict(checkpoint.section("policy"))
+        self.value_fn.load_state_dict(checkpoint.section("value"))
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, tensor in checkpoint.section("value_optim").items():
+            index, name = key.split("/", 1)
+            state.setdefault(int(index), {})[name] = tensor
+        self.value_optimizer.load_state_dict(
+            {"state": state, "param_groups": meta["value_optim_param_groups"]}
+        )
+        self.normalizer.set_stats(
+            RunningMeanStd(
+                checkpoint.tensors["obs_norm/mean"].numpy(),
+                checkpoint.tensors["obs_norm/var"].numpy(),
+                float(meta["obs_norm_count"]),
+            )
+        )
+        mean, var = checkpoint.tensors["return_norm/moments"].tolist()
+        self.reward_scaler.stats = RunningMeanStd(
+            np.asarray(mean), np.asarray(var), float(meta["return_norm_count"])
+        )
+        counters = meta["counters"]
+        self.iteration, self.steps, self.episodes = (
+            int(counters["iteration"]),
+            int(counters["steps"]),
+            int(counters["episodes"]),
+        )
+        self.evaluations = [(int(s), float(r)) for s, r in meta["evaluations"]]
+        self.best_eval = -math.inf if meta["best_eval"] is None else float(meta["best_eval"])
+        set_rng_state(checkpoint.tensors, meta["rng"])
+
+    def close(self) -> None:
+        self.envs.close()
+        if self._evaluator is not None:
+            self._evaluator.close()
+
+
+class _RunOutputs:
+    """What a run writes to its directory: config, provenance, CSV, TensorBoard, checkpoints."""
+
+    def __init__(self, agent: TRPO):
+        self.agent = agent
+        self.dir = agent.run_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.json").write_text(agent.config.to_json())
+        (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
+        columns = [f.name for f in dataclasses.fields(IterationStats)]
+        self.csv = CSVLog(self.dir / METRICS_FILE, columns)
+        self.tensorboard = TensorBoardLog(self.dir / "tb") if agent.config.tensorboard else None
+
+    def write(self, stats: IterationStats) -> None:
+        row = dataclasses.asdict(stats)
+        self.csv.write(row)
+        if self.tensorboard is not None:
+            self.tensorboard.write(row, stats.steps)
+        agent = self.agent
+        if not math.isnan(stats.eval_return) and stats.eval_return > agent.best_eval:
+            agent.best_eval = stats.eval_return
+            agent.save(self.dir / "best.safetensors")
+        every = agent.config.checkpoint_every
+        if every and agent.iteration % every == 0:
+            agent.save(self.dir / "last.safetensors")
+
+    def close(self, finished: bool) -> None:
+        if finished:
+            self.agent.save(self.dir / "last.safetensors")
+            self.agent.save(self.dir / "final.safetensors")
+        self.csv.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _evaluation_factory(
+    env: EnvSource, factory: Callable[[], gym.Env], config: Config
+) -> Callable[[], gym.Env] | None:
+    if isinstance(env, gym.Env):
+        if env.spec is None:
+            return None
+        spec = env.spec
+        return lambda: gym.make(spec)
+    return factory
+
+
+def _is_single(space: gym.Space, obs: Any) -> bool:
+    shape = np.shape(obs)
+    if isinstance(space, gym.spaces.Discrete):
+        return shape == ()
+    return shape == space.shape

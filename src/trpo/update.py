@@ -1,0 +1,153 @@
+"""The policy update (TRPO, with NPG and VPG as the comparisons it is built on) and the
+value-function fit. Paper: Schulman et al., "Trust Region Policy Optimization", 2015.
+
+    g  = ∇θ L(θk, θ) at θk,            L = mean[ π_θ(a|s) / π_θk(a|s) · Â ]
+    x  ≈ H⁻¹ g by conjugate gradient,  H = F + λI,  F = ∇²θ mean KL(π_θk ‖ π_θ) at θk
+    Δ  = sqrt(2δ / xᵀHx) · x           (the step whose quadratic-model KL is δ)
+    trpo: θ = θk + α^j Δ for the smallest j with exact KL ≤ δ and L improving, else θk
+    npg:  θ = θk + Δ                   (no line search: the KL is not enforced)
+    vpg:  θ = θk + lr · g              (plain gradient ascent)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from trpo.config import Config
+from trpo.functional import (
+    backtracking_line_search,
+    conjugate_gradient,
+    explained_variance,
+    fisher_vector_product,
+    flat_grad,
+)
+from trpo.policies import mean_kl
+
+
+@dataclass(frozen=True)
+class StepStats:
+    accepted: bool
+    """False when the step was rejected and θk kept (line search failed or non-finite)."""
+    backtracks: int
+    kl: float
+    """Exact mean KL between θk and the new policy, in the configured direction."""
+    expected_improvement: float
+    """g · (θ − θk): the linear model's surrogate improvement for the step taken."""
+    surrogate_improvement: float
+    """L(θk, θ) − L(θk, θk), measured."""
+    cg_residual: float
+    """‖Hx − g‖² when CG stopped (NaN for vpg)."""
+    cg_iterations: int
+    entropy: float
+    """Mean policy entropy over the batch's states at θk."""
+    grad_norm: float
+    nonfinite: bool
+    """True when g, x or the step was NaN/Inf and the step was rejected for it."""
+
+
+def policy_step(
+    policy: nn.Module,
+    obs: Tensor,
+    actions: Tensor,
+    advantages: Tensor,
+    old_log_probs: Tensor,
+    config: Config,
+) -> StepStats:
+    """One policy update on a batch; changes ``policy``'s parameters in place."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    theta_old = parameters_to_vector(params).detach()
+    with torch.no_grad():
+        old_dist = policy(obs)  # θk, detached: the fixed side of the KL and of the ratio
+        entropy = float(old_dist.entropy().mean())
+
+    def surrogate(dist) -> Tensor:
+        return (torch.exp(dist.log_prob(actions) - old_log_probs) * advantages).mean()
+
+    def evaluate(theta: Tensor) -> tuple[float, float]:
+        vector_to_parameters(theta, params)
+        with torch.no_grad():
+            dist = policy(obs)
+            improvement = surrogate(dist) - surrogate_old
+            kl = mean_kl(old_dist, dist, config.kl_direction)
+        return float(improvement), float(kl)
+
+    new_dist = policy(obs)
+    surrogate_at_old = surrogate(new_dist)
+    surrogate_old = surrogate_at_old.detach()
+    g = flat_grad(surrogate_at_old, params, retain_graph=True)
+
+    if config.algo == "vpg":
+        step = config.vpg_lr * g
+        cg_residual, cg_iterations = math.nan, 0
+    else:
+        # Either KL direction has the Fisher as its Hessian at θk; build F from KL(old‖new).
+        fvp = fisher_vector_product(mean_kl(old_dist, new_dist, "old_new"), params, config.damping)
+        cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
+        x = cg.x
+        step = torch.sqrt(2 * config.max_kl / torch.dot(x, fvp(x))) * x
+        cg_residual, cg_iterations = float(torch.sum((fvp(x) - g) ** 2)), cg.iterations
+
+    nonfinite = not bool(torch.isfinite(g).all() and torch.isfinite(step).all())
+    if nonfinite:
+        accepted, backtracks, improvement, kl = False, 0, 0.0, 0.0
+    elif config.algo == "trpo":
+        search = backtracking_line_search(
+            evaluate, theta_old, step, config.max_kl, config.backtrack_coef, config.backtrack_iters
+        )
+        accepted, backtracks = search.accepted, search.backtracks
+        improvement, kl = search.improvement, search.kl
+        step = search.step_fraction * step
+    else:  # npg and vpg take the step whatever it does to the KL
+        accepted, backtracks = True, 0
+        improvement, kl = evaluate(theta_old + step)
+    vector_to_parameters(theta_old + step if accepted else theta_old, params)
+
+    return StepStats(
+        accepted=accepted,
+        backtracks=backtracks,
+        kl=kl,
+        expected_improvement=float(torch.dot(g, step)) if accepted else 0.0,
+        surrogate_improvement=improvement,
+        cg_residual=cg_residual,
+        cg_iterations=cg_iterations,
+        entropy=entropy,
+        grad_norm=float(g.norm()),
+        nonfinite=nonfinite,
+    )
+
+
+@dataclass(frozen=True)
+class ValueStats:
+    value_loss: float
+    """Mean squared error on the batch after fitting."""
+    explained_variance: float
+    """Of the targets by the values *before* fitting (how well V predicted this batch)."""
+
+
+def fit_value(
+    value_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    obs: Tensor,
+    targets: Tensor,
+    old_values: Tensor,
+    epochs: int,
+    minibatch: int,
+) -> ValueStats:
+    """Regress V(s) on ``targets`` (GAE advantages + old values) with minibatch Adam."""
+    n = obs.shape[0]
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        for start in range(0, n, minibatch):
+            index = order[start : start + minibatch]
+            loss = torch.mean((value_fn(obs[index]) - targets[index]) ** 2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        final_loss = float(torch.mean((value_fn(obs) - targets) ** 2))
+    return ValueStats(final_loss, explained_variance(old_values, targets))

@@ -209,9 +209,10 @@ def _problems(c: Config) -> typing.Iterator[str]:
         and c.n_envs > 0
         and c.steps_per_iter % c.n_envs
     ):
+        nearest = c.n_envs * max(1, (c.steps_per_iter + c.n_envs // 2) // c.n_envs)
         yield (
             f"steps_per_iter ({c.steps_per_iter}) must be a multiple of n_envs ({c.n_envs}); "
-            f"try steps_per_iter={c.n_envs * max(1, round(c.steps_per_iter / c.n_envs))}"
+            f"try steps_per_iter={nearest}"
         )
     for name in ("policy_hidden", "value_hidden"):
         sizes = getattr(c, name)
@@ -323,10 +324,29 @@ def parse_key_values(items: list[str]) -> list[tuple[str, Any]]:
 def _literal(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         lowered = raw.lower()
         if lowered in ("true", "false"):
             return lowered == "true"
         if lowered in ("none", "null"):
             return None
         return raw
+
+
+def field_docs() -> dict[str, str]:
+    """The docstring written under each Config field (for --help-config and the README)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(Config))
+    body = tree.body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+        ):
+            docs[node.target.id] = " ".join(str(following.value.value).split())
+    return docs

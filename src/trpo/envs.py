@@ -25,7 +25,9 @@ class EnvError(ValueError):
     """The environment cannot be built or returned something training cannot use."""
 
 
-def env_factory(source: EnvSource, env_kwargs: dict[str, Any] | None = None) -> Callable[[], gym.Env]:
+def env_factory(
+    source: EnvSource, env_kwargs: dict[str, Any] | None = None
+) -> Callable[[], gym.Env]:
     """A zero-argument callable building one env from an id, a factory or an env instance.
 
     An env instance can only be used once, so it is accepted for a single-env vector and
@@ -75,9 +77,7 @@ def check_env_id(env_id: str) -> None:
     raise EnvError(f"unknown environment id '{env_id}'.{hint}{extra}")
 
 
-def make_vector_env(
-    factory: Callable[[], gym.Env], n_envs: int, mode: str = "sync"
-) -> VectorEnv:
+def make_vector_env(factory: Callable[[], gym.Env], n_envs: int, mode: str = "sync") -> VectorEnv:
     fns = [factory] * n_envs
     try:
         if mode == "async":
@@ -197,7 +197,11 @@ class RunningMeanStd:
         total = self.count + other.count
         delta = other.mean - self.mean
         mean = self.mean + delta * other.count / total
-        m2 = self.var * self.count + other.var * other.count + delta**2 * self.count * other.count / total
+        m2 = (
+            self.var * self.count
+            + other.var * other.count
+            + delta**2 * self.count * other.count / total
+        )
         return RunningMeanStd(mean, m2 / total, total)
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from trpo.envs import ActionAdapter, ObservationEncoder, ObservationNormalizer, make_vector_env
+from trpo.envs import (
+    ActionAdapter,
+    EnvError,
+    ObservationEncoder,
+    ObservationNormalizer,
+    make_vector_env,
+)
 
 
 @dataclass(frozen=True)
@@ -31,20 +38,21 @@ class Evaluator:
     """Runs ``episodes`` episodes at once, one per env copy, from fixed reset seeds, so
     every evaluation of a run starts from the same states and is comparable."""
 
-    def __init__(self, factory: Callable[[], gym.Env], episodes: int, seed: int):
+    def __init__(self, factory: Callable[[], gym.Env], episodes: int):
         self.envs = make_vector_env(factory, episodes)
-        self.seeds = [seed + i for i in range(episodes)]
 
     def run(
         self,
         policy: nn.Module,
         encoder: ObservationEncoder,
         normalizer: ObservationNormalizer,
+        seed: int,
         deterministic: bool = True,
     ) -> EvalResult:
+        """Episode i starts from ``reset(seed=seed + i)``."""
         adapter = ActionAdapter(self.envs.single_action_space)
         n = self.envs.num_envs
-        obs, _ = self.envs.reset(seed=self.seeds)
+        obs, _ = self.envs.reset(seed=[seed + i for i in range(n)])
         returns = np.zeros(n)
         lengths = np.zeros(n, np.int64)
         running = np.ones(n, bool)
@@ -60,3 +68,31 @@ class Evaluator:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def play(agent, episodes: int, seed: int, render: bool, video_dir: Path | None) -> EvalResult:
+    """Watch or record ``episodes`` deterministic episodes one after another."""
+    kwargs = dict(agent.config.env_kwargs)
+    kwargs["render_mode"] = "human" if render else "rgb_array"
+    env = gym.make(agent.config.env_id, **kwargs)
+    if video_dir is not None:
+        try:
+            import moviepy  # noqa: F401 - RecordVideo needs it
+        except ImportError:
+            raise EnvError("recording video needs moviepy: pip install moviepy") from None
+        env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True)
+    returns, lengths = [], []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, length, done = 0.0, 0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.predict(obs))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+    finally:
+        env.close()
+    return EvalResult(returns, lengths)

@@ -37,6 +37,8 @@ class CSVLog:
 
 
 def _fmt(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)
     return value

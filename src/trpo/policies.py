@@ -81,6 +81,18 @@ class MultiCategorical(Distribution):
         return torch.stack([p.logits.argmax(-1) for p in self.parts], dim=-1)
 
 
+class IndependentBernoulli(Independent):
+    """Independent Bernoullis (MultiBinary) whose mode is 1 where p > 0.5 and 0 elsewhere
+    (torch's Bernoulli mode is NaN at p = 0.5, i.e. at every freshly initialised policy)."""
+
+    def __init__(self, logits: Tensor):
+        super().__init__(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
+
+    @property
+    def mode(self) -> Tensor:
+        return (self.base_dist.logits > 0).to(self.base_dist.logits.dtype)
+
+
 @register_kl(MultiCategorical, MultiCategorical)
 def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> Tensor:
     return sum(_kl(a, b) for a, b in zip(p.parts, q.parts))
@@ -123,7 +135,7 @@ class MLPPolicy(nn.Module):
             return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
         if self.kind == "multidiscrete":
             return MultiCategorical(out, self.nvec)
-        return Independent(Bernoulli(logits=out, validate_args=False), 1, validate_args=False)
+        return IndependentBernoulli(out)
 
 
 class MLPValue(nn.Module):

@@ -58,6 +58,8 @@ log = logging.getLogger("trpo")
 
 SCORE_WINDOW = 5
 """The run's score is the mean of its last this-many evaluations."""
+EVAL_SEED_OFFSET = 1_000_000
+"""Evaluation episodes start from reset seeds apart from the training envs' seeds."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,9 @@ class TRPO:
             config.activation,
             config.log_std_init,
         )
-        self.value_fn = value_fn or MLPValue(self.encoder.dim, config.value_hidden, config.activation)
+        self.value_fn = value_fn or MLPValue(
+            self.encoder.dim, config.value_hidden, config.activation
+        )
         self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=config.value_lr)
         self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
         self.collector = RolloutCollector(
@@ -179,7 +183,10 @@ class TRPO:
 
     # -- training -------------------------------------------------------------------
     def learn(
-        self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = False
+        self,
+        total_steps: int | None = None,
+        callback: Callback | None = None,
+        progress: bool = False,
     ) -> TRPO:
         """Train until the run has taken ``total_steps`` environment steps in all
         (default ``config.total_steps``), counting steps taken before a save/load.
@@ -317,8 +324,10 @@ class TRPO:
         )
 
     # -- using the policy -----------------------------------------------------------
-    def evaluate(self, episodes: int | None = None) -> EvalResult:
-        """Deterministic episodes on a separate env with the frozen normaliser."""
+    def evaluate(self, episodes: int | None = None, seed: int | None = None) -> EvalResult:
+        """Deterministic episodes on a separate env with the frozen normaliser. Episode i
+        starts from reset seed ``seed + i`` (default: the run's seed + EVAL_SEED_OFFSET, the
+        same start states at every evaluation)."""
         episodes = episodes or self.config.eval_episodes
         if self._evaluator is None or self._evaluator.envs.num_envs != episodes:
             if self._eval_factory is None:
@@ -326,8 +335,11 @@ class TRPO:
                     "evaluation needs a second env: pass an env id or a factory, not an "
                     "instance without a registered spec (or set eval_every=0)"
                 )
-            self._evaluator = Evaluator(self._eval_factory, episodes, self.config.seed + 1_000_000)
-        return self._evaluator.run(self.policy, self.encoder, self.normalizer)
+            if self._evaluator is not None:
+                self._evaluator.close()
+            self._evaluator = Evaluator(self._eval_factory, episodes)
+        seed = self.config.seed + EVAL_SEED_OFFSET if seed is None else seed
+        return self._evaluator.run(self.policy, self.encoder, self.normalizer, seed)
 
     @property
     def score(self) -> float:
@@ -360,7 +372,9 @@ class TRPO:
         tensors["obs_norm/mean"] = torch.from_numpy(np.asarray(norm.mean, np.float64))
         tensors["obs_norm/var"] = torch.from_numpy(np.asarray(norm.var, np.float64))
         returns = self.reward_scaler.stats
-        tensors["return_norm/moments"] = torch.tensor([returns.mean, returns.var], dtype=torch.float64)
+        tensors["return_norm/moments"] = torch.tensor(
+            [float(returns.mean), float(returns.var)], dtype=torch.float64
+        )
         rng_tensors, rng_meta = rng_state()
         tensors.update(rng_tensors)
         meta = {
@@ -368,7 +382,11 @@ class TRPO:
             "observation_space": space_to_dict(self.observation_space),
             "action_space": space_to_dict(self.action_space),
             "custom_modules": self.custom_modules,
-            "counters": {"iteration": self.iteration, "steps": self.steps, "episodes": self.episodes},
+            "counters": {
+                "iteration": self.iteration,
+                "steps": self.steps,
+                "episodes": self.episodes,
+            },
             "evaluations": self.evaluations,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
             "obs_norm_count": norm.count,
@@ -406,7 +424,10 @@ class TRPO:
                 "types as TRPO.load(path, policy=..., value_fn=...)"
             )
         agent = cls(env, config, policy=policy, value_fn=value_fn, run_dir=run_dir)
-        if not (same_space(obs_space, agent.observation_space) and same_space(action_space, agent.action_space)):
+        if not (
+            same_space(obs_space, agent.observation_space)
+            and same_space(action_space, agent.action_space)
+        ):
             raise CheckpointError(
                 f"{path} was trained on observation space {obs_space} and action space "
                 f"{action_space}, but the env has {agent.observation_space} and "
@@ -415,7 +436,9 @@ class TRPO:
         try:
             agent._restore(checkpoint)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(f"{path}: checkpoint contents do not fit the model ({err})") from None
+            raise CheckpointError(
+                f"{path}: checkpoint contents do not fit the model ({err})"
+            ) from None
         return agent
 
     def _restore(self, checkpoint: Checkpoint) -> None:

@@ -1,0 +1,303 @@
+"""`trpo` command line: train, eval, plot, presets. Maps arguments to the library only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from trpo.config import Config, ConfigError, field_docs, parse_key_values
+from trpo.presets import PRESETS, preset_for
+
+RUNS_ROOT = Path("runs")
+
+
+class CLIError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("trpo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - user errors become one line, see _user_error
+        message = _user_error(err)
+        if message is None:
+            raise
+        print(f"trpo: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(err: Exception) -> str | None:
+    from trpo.checkpoint import CheckpointError
+    from trpo.envs import EnvError
+    from trpo.policies import UnsupportedSpaceError
+
+    if isinstance(err, CLIError | ConfigError | EnvError | CheckpointError | UnsupportedSpaceError):
+        return str(err)
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trpo", description="Trust Region Policy Optimization on Gymnasium environments."
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train a policy and write a run directory")
+    train.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
+    train.add_argument("--steps", type=int, help="total environment steps (config total_steps)")
+    train.add_argument("--seed", type=int, help="random seed (config seed)")
+    train.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64",
+    )
+    train.add_argument("--config", type=Path, help="TOML or JSON file of settings")
+    train.add_argument(
+        "--env-kwargs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword arguments for gymnasium.make, e.g. --env-kwargs max_episode_steps=200",
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="output directory (default runs/ENV-ALGO-sSEED)"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
+    train.add_argument("--no-preset", action="store_true", help="ignore the env's tuned preset")
+    train.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    train.add_argument("--help-config", action="store_true", help="list every setting and exit")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained run")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument(
+        "--checkpoint", default="best", help="best, final, last, or a path (default best)"
+    )
+    evaluate.add_argument("--seed", type=int, default=None, help="first reset seed")
+    evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
+    evaluate.add_argument("--video", type=Path, metavar="DIR", help="record the episodes as MP4")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    plot = sub.add_parser("plot", help="plot learning curves of one or more runs")
+    plot.add_argument("run_dirs", type=Path, nargs="+")
+    plot.add_argument("-o", "--output", type=Path, help="PNG path (default: in the run dir)")
+    plot.set_defaults(handler=cmd_plot)
+
+    presets = sub.add_parser("presets", help="show the tuned presets")
+    presets.add_argument("env_id", nargs="?")
+    presets.set_defaults(handler=cmd_presets)
+    return parser
+
+
+# -- train -----------------------------------------------------------------------------
+def resolve_config(args: argparse.Namespace) -> Config:
+    """defaults < env preset < --config file < --set < --steps/--seed/--env-kwargs."""
+    config = Config(env_id=args.env_id)
+    if not args.no_preset:
+        config = config.replace(**preset_for(args.env_id))
+    if args.config is not None:
+        config = Config.from_dict({**config.to_dict(), **_read_config_file(args.config)})
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    config = config.with_overrides(overrides)
+    direct: dict[str, Any] = {}
+    if args.steps is not None:
+        direct["total_steps"] = args.steps
+    if args.seed is not None:
+        direct["seed"] = args.seed
+    if args.env_kwargs:
+        direct["env_kwargs"] = {**config.env_kwargs, **dict(parse_key_values(args.env_kwargs))}
+    return config.replace(**direct)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    try:
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise CLIError(f"cannot parse config file {path}: {err}") from None
+    if not isinstance(values, dict):
+        raise CLIError(f"config file {path} must hold a table of settings")
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.help_config:
+        print(config_table())
+        return 0
+    if args.resume is not None:
+        return _resume(args)
+    if not args.env_id:
+        raise CLIError("train needs an environment id, e.g. `trpo train CartPole-v1`")
+    config = resolve_config(args)
+    run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
+    if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
+        raise CLIError(
+            f"run directory {run_dir} already exists: pass --overwrite to replace it, "
+            f"--resume {run_dir} to continue it, or --run-dir to choose another"
+        )
+    from trpo.trainer import TRPO
+
+    agent = TRPO(config=config)  # builds and checks the env before anything is written
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    agent.run_dir = run_dir
+    return _train(agent, run_dir, args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from trpo.trainer import TRPO
+
+    run_dir = args.resume
+    checkpoint = run_dir / "last.safetensors"
+    if not checkpoint.exists():
+        raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
+    agent = TRPO.load(checkpoint, run_dir=run_dir)
+    if args.steps is not None:
+        agent.config = agent.config.replace(total_steps=args.steps)
+    _truncate_metrics(run_dir, agent.iteration)
+    print(f"resuming {run_dir} at iteration {agent.iteration}, step {agent.steps:,}")
+    return _train(agent, run_dir, args)
+
+
+def _truncate_metrics(run_dir: Path, iteration: int) -> None:
+    """Drop metric rows written after the checkpoint, so the resumed CSV has no duplicates."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= iteration]
+    path.write_text("".join(kept))
+
+
+def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:
+    from trpo.plot import plot_runs
+
+    started = time.perf_counter()
+    try:
+        agent.learn(progress=not args.no_progress)
+    except KeyboardInterrupt:
+        agent.save(run_dir / "last.safetensors")
+        print(
+            f"\ninterrupted at step {agent.steps:,}; checkpoint saved. Resume with:\n"
+            f"  trpo train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        agent.close()
+    seconds = time.perf_counter() - started
+    plot_runs([run_dir], run_dir / "learning_curve.png")
+    print(
+        f"done: {agent.steps:,} steps in {seconds:.1f} s; score (mean of last evaluations) "
+        f"{agent.score:.1f}; run directory {run_dir}"
+    )
+    return 0
+
+
+def config_table() -> str:
+    docs = field_docs()
+    defaults = Config().to_dict()
+    hints = typing.get_type_hints(Config)
+    lines = ["| setting | default | type | meaning |", "|---|---|---|---|"]
+    for name, default in defaults.items():
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kind = getattr(hints[name], "__name__", None) or str(hints[name]).replace("typing.", "")
+        lines.append(f"| `{name}` | `{shown}` | {kind} | {docs.get(name, '')} |")
+    return "\n".join(lines)
+
+
+# -- eval, plot, presets ---------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from trpo.evaluate import play
+    from trpo.trainer import EVAL_SEED_OFFSET, TRPO
+
+    if args.episodes <= 0:
+        raise CLIError(f"--episodes must be positive, got {args.episodes}")
+    named = {"best", "final", "last"}
+    path = (
+        args.run_dir / f"{args.checkpoint}.safetensors"
+        if args.checkpoint in named
+        else Path(args.checkpoint)
+    )
+    if args.checkpoint == "best" and not path.exists():
+        path = args.run_dir / "final.safetensors"
+    if not path.exists():
+        raise CLIError(f"checkpoint {path} does not exist")
+    agent = TRPO.load(path, n_envs=1, steps_per_iter=1)
+    seed = agent.config.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
+    try:
+        if args.render or args.video:
+            result = play(agent, args.episodes, seed, render=args.render, video_dir=args.video)
+        else:
+            result = agent.evaluate(args.episodes, seed)
+    finally:
+        agent.close()
+    print(f"checkpoint: {path}")
+    print(f"episodes: {len(result.returns)}  return: {result.mean:.2f} ± {result.std:.2f}")
+    print("returns: " + ", ".join(f"{r:.1f}" for r in result.returns))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from trpo.plot import plot_runs
+
+    for run_dir in args.run_dirs:
+        if not (run_dir / "metrics.csv").exists():
+            raise CLIError(f"{run_dir} has no metrics.csv: is it a trpo run directory?")
+    if args.output is not None:
+        output = args.output
+    elif len(args.run_dirs) == 1:
+        output = args.run_dirs[0] / "learning_curve.png"
+    else:
+        output = Path("learning_curves.png")
+    plot_runs(args.run_dirs, output)
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.env_id is not None:
+        if args.env_id not in PRESETS:
+            raise CLIError(
+                f"no preset for {args.env_id}; presets exist for: {', '.join(sorted(PRESETS))}"
+            )
+        print(json.dumps(preset_for(args.env_id), indent=2))
+        return 0
+    for env_id, preset in PRESETS.items():
+        settings = " ".join(f"{k}={v}" for k, v in preset.items()) or "(defaults)"
+        print(f"{env_id:<28} {settings}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Learning-curve figures from run directories' metrics.csv."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from trpo.logger import METRICS_FILE, read_metrics
+
+
+def plot_runs(run_dirs: list[Path], output: Path) -> Path:
+    """One PNG: training episode return (thin) and evaluation return (markers) against
+    environment steps, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for index, run_dir in enumerate(run_dirs):
+        rows = read_metrics(run_dir / METRICS_FILE)
+        colour = f"C{index % 10}"
+        train = [
+            (r["steps"], r["episode_return"]) for r in rows if not math.isnan(r["episode_return"])
+        ]
+        evals = [(r["steps"], r["eval_return"]) for r in rows if not math.isnan(r["eval_return"])]
+        if train:
+            ax.plot(*zip(*train), color=colour, alpha=0.35, linewidth=1)
+        if evals:
+            ax.plot(*zip(*evals), color=colour, marker="o", markersize=3, label=run_dir.name)
+        elif train:
+            ax.plot([], [], color=colour, label=run_dir.name)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title("training (thin) and deterministic evaluation (markers)")
+    ax.grid(alpha=0.3)
+    if run_dirs:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output

@@ -271,7 +271,7 @@ def parse_value(key: str, text: str, hint: Any) -> Any:
             return dict(parse_key_values([s for s in text.split(",") if s.strip()]))
     except ValueError:
         pass
-    raise ConfigError(f"setting '{key}' expects {_type_name(hint)}, got {text!r}")
+    raise ConfigError(f"setting '{key}' expects {type_name(hint)}, got {text!r}")
 
 
 def _check_type(key: str, value: Any, hint: Any) -> None:
@@ -290,10 +290,11 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
     elif origin is dict:
         ok = isinstance(value, dict)
     if not ok:
-        raise ConfigError(f"setting '{key}' expects {_type_name(hint)}, got {value!r}")
+        raise ConfigError(f"setting '{key}' expects {type_name(hint)}, got {value!r}")
 
 
-def _type_name(hint: Any) -> str:
+def type_name(hint: Any) -> str:
+    """How a type reads in messages and in the settings table."""
     origin = typing.get_origin(hint)
     if origin is Literal:
         return "one of " + ", ".join(typing.get_args(hint))

@@ -34,13 +34,13 @@ class Batch:
     obs: np.ndarray  # [T, N, D] float32
     actions: np.ndarray  # [T, N, *action_shape]
     log_probs: np.ndarray  # [T, N] log π_θk(a_t | s_t), stored when the action was taken
-    rewards: np.ndarray  # [T, N] float32 (scaled when reward scaling is on)
+    rewards: np.ndarray  # [T, N] float32, raw
     terminated: np.ndarray  # [T, N] bool
     truncated: np.ndarray  # [T, N] bool
     next_obs: np.ndarray  # [T, N, D] float32
     obs_stats: RunningMeanStd  # moments of the raw encoded observations in ``obs``
-    return_stats: RunningMeanStd  # moments of the discounted returns (reward scaling)
-    episode_returns: list[float] = field(default_factory=list)  # raw, unscaled
+    return_stats: RunningMeanStd  # moments of the running discounted returns
+    episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
 
     @property
@@ -49,13 +49,18 @@ class Batch:
 
 
 class RewardScaler:
-    """Divides rewards by the running std of the discounted return (frozen per batch)."""
+    """Divides rewards by the running std of the discounted return. The statistics include
+    the batch being scaled, so the first batch is already on the right scale."""
 
     def __init__(self, n_envs: int, gamma: float, enabled: bool):
         self.enabled = enabled
         self.gamma = gamma
         self.stats = RunningMeanStd.zeros(())
         self.discounted = np.zeros(n_envs, np.float64)
+
+    def update(self, batch_stats: RunningMeanStd) -> None:
+        if self.enabled:
+            self.stats = self.stats.merge(batch_stats)
 
     @property
     def scale(self) -> float:
@@ -115,7 +120,6 @@ class RolloutCollector:
         actions = None
         returns_seen = np.empty((n_steps, n), np.float64)
         scaler = self.reward_scaler
-        scale = scaler.scale
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
 
@@ -149,7 +153,7 @@ class RolloutCollector:
 
             scaler.discounted = scaler.discounted * scaler.gamma + reward
             returns_seen[t] = scaler.discounted
-            rewards[t] = reward * scale
+            rewards[t] = reward
             self._episode_return += reward
             self._episode_length += 1
             for i in np.flatnonzero(done):

@@ -223,6 +223,7 @@ class TRPO:
         t0 = time.perf_counter()
         batch = self.collector.collect(n_steps)
         t1 = time.perf_counter()
+        self.reward_scaler.update(batch.return_stats)
         obs, advantages, targets, values = self._advantages(batch)
         t2 = time.perf_counter()
         step = self._policy_step(batch, obs, advantages)
@@ -238,8 +239,6 @@ class TRPO:
         )
         t4 = time.perf_counter()
         self.normalizer.update(batch.obs_stats)
-        if self.reward_scaler.enabled:
-            self.reward_scaler.stats = self.reward_scaler.stats.merge(batch.return_stats)
         self.iteration += 1
         self.steps += batch.n_transitions
         self.episodes += len(batch.episode_returns)
@@ -256,7 +255,7 @@ class TRPO:
             values = self.value_fn(obs).reshape(T, N)
             next_values = self.value_fn(torch.from_numpy(batch.next_obs.reshape(T * N, -1)))
         advantages = gae(
-            torch.from_numpy(batch.rewards),
+            torch.from_numpy(batch.rewards * np.float32(self.reward_scaler.scale)),
             values,
             next_values.reshape(T, N),
             torch.from_numpy(batch.terminated),

@@ -1,0 +1,127 @@
+"""Rollout collection: SAME_STEP autoreset keeps fake transitions out of the batch, final
+observations feed the truncation bootstrap, and episode statistics match the env's own."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from trpo import TRPO
+from trpo.envs import EnvError
+
+EPISODE_LENGTHS = (3, 5, 2, 4)
+
+
+class CountingEnv(gym.Env):
+    """Episode k lasts EPISODE_LENGTHS[k % 4] steps; obs = [k, t]; reward r_t = t after the
+    t-th step. Odd episodes end by termination, even ones by truncation."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.episode = -1
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        ended = self.t == EPISODE_LENGTHS[self.episode % len(EPISODE_LENGTHS)]
+        odd = self.episode % 2 == 1
+        return self._obs(), float(self.t), ended and odd, ended and not odd, {}
+
+    def _obs(self):
+        return np.array([self.episode, self.t], np.float32)
+
+
+def collect(n_steps: int):
+    agent = TRPO(CountingEnv, n_envs=2, steps_per_iter=2 * n_steps, normalize_obs=False)
+    return agent.collector.collect(n_steps)
+
+
+def test_no_fake_transition_enters_the_batch():
+    batch = collect(20)
+    episode, t = batch.obs[..., 0], batch.obs[..., 1]
+    lengths = np.array(EPISODE_LENGTHS)[episode.astype(int) % 4]
+    # Every transition starts from a live state: never from a final observation.
+    assert np.all(t < lengths)
+    # Within an env, consecutive transitions chain, except that after an episode ends
+    # the next transition starts from the reset state of the next episode.
+    done = batch.terminated | batch.truncated
+    for i in range(2):
+        for step in range(19):
+            if done[step, i]:
+                np.testing.assert_array_equal(batch.obs[step + 1, i], [episode[step, i] + 1, 0])
+            else:
+                np.testing.assert_array_equal(batch.next_obs[step, i], batch.obs[step + 1, i])
+
+
+def test_next_obs_is_the_final_observation_where_an_episode_ends():
+    batch = collect(20)
+    done = batch.terminated | batch.truncated
+    final = batch.next_obs[done]
+    lengths = np.array(EPISODE_LENGTHS)[final[:, 0].astype(int) % 4]
+    np.testing.assert_array_equal(final[:, 1], lengths)
+    # Terminations on odd episodes, truncations on even ones, never both.
+    odd = batch.next_obs[..., 0] % 2 == 1
+    assert np.all(batch.terminated == (done & odd))
+    assert np.all(batch.truncated == (done & ~odd))
+
+
+def test_episode_returns_and_lengths_match_the_env():
+    batch = collect(30)
+    # Each env runs episodes 0, 1, 2, ... with lengths 3, 5, 2, 4, 3, 5, ...
+    per_env_steps = 30
+    expected = []
+    for _ in range(2):
+        used, k = 0, 0
+        while used + EPISODE_LENGTHS[k % 4] <= per_env_steps:
+            length = EPISODE_LENGTHS[k % 4]
+            expected.append((length * (length + 1) / 2, length))
+            used += length
+            k += 1
+    assert sorted(zip(batch.episode_returns, batch.episode_lengths)) == sorted(expected)
+
+
+def test_episode_statistics_match_record_episode_statistics_on_cartpole():
+    def make():
+        return gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+
+    agent = TRPO(make, n_envs=1, steps_per_iter=600, seed=3)
+    batch = agent.collector.collect(600)
+    own = agent.envs.envs[0]
+    # The wrapper's queue holds the returns of the episodes it saw end, in order.
+    assert list(own.return_queue)[-len(batch.episode_returns) :] == pytest.approx(
+        batch.episode_returns
+    )
+    assert list(own.length_queue)[-len(batch.episode_lengths) :] == batch.episode_lengths
+    assert len(batch.episode_returns) > 5
+    assert sum(batch.episode_lengths) <= 600
+
+
+def test_collection_continues_episodes_across_batches():
+    agent = TRPO(CountingEnv, n_envs=1, steps_per_iter=4, normalize_obs=False)
+    first = agent.collector.collect(4)
+    second = agent.collector.collect(4)
+    # Episode 0 lasts 3 steps, episode 1 five: the second batch resumes inside episode 1.
+    np.testing.assert_array_equal(second.obs[0, 0], first.next_obs[-1, 0])
+    assert first.episode_lengths == [3]
+    assert second.episode_lengths == [5]
+
+
+class NaNEnv(CountingEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == 2:
+            obs[1] = np.nan
+        return obs, reward, terminated, truncated, info
+
+
+def test_non_finite_observation_is_a_clear_error():
+    agent = TRPO(NaNEnv, n_envs=1, steps_per_iter=8)
+    with pytest.raises(EnvError, match="non-finite observation"):
+        agent.collector.collect(8)

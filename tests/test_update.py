@@ -1,0 +1,104 @@
+"""The policy step on real batches: the trust region holds, the full step is taken when the
+quadratic model is good, NPG shares TRPO's direction, VPG is a plain gradient step."""
+
+import copy
+
+import pytest
+import torch
+from torch.distributions import kl_divergence
+from torch.nn.utils import parameters_to_vector
+
+from trpo import TRPO, update
+from trpo.functional import flat_grad, normalize
+from trpo.update import policy_step
+
+ENVS = ["CartPole-v1", "Pendulum-v1"]
+
+
+def real_batch(env_id: str, seed: int = 0, **settings):
+    """A fresh agent and the flat tensors of one collected batch."""
+    agent = TRPO(env_id, seed=seed, n_envs=4, steps_per_iter=2048, **settings)
+    batch = agent.collector.collect(512)
+    obs, advantages, _, _ = agent._advantages(batch)
+    actions = torch.from_numpy(batch.actions.reshape(2048, *batch.actions.shape[2:]))
+    old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))
+    return agent, obs, actions, normalize(advantages), old_log_probs
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+@pytest.mark.parametrize("direction", ["old_new", "new_old"])
+def test_accepted_step_stays_within_the_kl_bound(env_id, direction):
+    agent, obs, actions, adv, old_lp = real_batch(env_id, kl_direction=direction)
+    old_policy = copy.deepcopy(agent.policy)
+    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+
+    assert stats.accepted
+    with torch.no_grad():
+        old, new = old_policy(obs), agent.policy(obs)
+        measured = kl_divergence(old, new) if direction == "old_new" else kl_divergence(new, old)
+    assert float(measured.mean()) == pytest.approx(stats.kl, rel=1e-5)
+    assert float(measured.mean()) <= agent.config.max_kl * (1 + 1e-6)
+    assert stats.surrogate_improvement > 0
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+def test_well_conditioned_batch_takes_the_full_step(env_id):
+    # At a fresh policy the quadratic model of the KL is accurate, so the full step
+    # sqrt(2δ / xᵀHx)·x lands close to the bound: no backtracking, KL in [δ/2, δ].
+    agent, obs, actions, adv, old_lp = real_batch(env_id)
+    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    delta = agent.config.max_kl
+    assert stats.accepted and stats.backtracks == 0
+    assert 0.5 * delta <= stats.kl <= delta
+
+
+def test_rejected_line_search_restores_theta_k(monkeypatch):
+    # Candidates are evaluated by writing them into the policy; when every one fails
+    # (here: reported as lowering the surrogate) the policy must be back at θk.
+    real_search = update.backtracking_line_search
+
+    def never_improving(evaluate, *args, **kwargs):
+        return real_search(lambda theta: (-1.0, evaluate(theta)[1]), *args, **kwargs)
+
+    monkeypatch.setattr(update, "backtracking_line_search", never_improving)
+    agent, obs, actions, adv, old_lp = real_batch("CartPole-v1")
+    theta = parameters_to_vector(agent.policy.parameters()).clone()
+    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    assert not stats.accepted
+    assert stats.backtracks == agent.config.backtrack_iters
+    assert stats.kl == 0.0 and stats.expected_improvement == 0.0
+    assert torch.equal(parameters_to_vector(agent.policy.parameters()), theta)
+
+
+def test_npg_and_trpo_share_the_direction():
+    steps = {}
+    for algo in ("trpo", "npg"):
+        agent, obs, actions, adv, old_lp = real_batch("Pendulum-v1", algo=algo)
+        before = parameters_to_vector(agent.policy.parameters()).clone()
+        stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+        steps[algo] = (parameters_to_vector(agent.policy.parameters()) - before, stats)
+    trpo_step, trpo_stats = steps["trpo"]
+    npg_step, _ = steps["npg"]
+    # Same batch, same CG direction: TRPO's step is NPG's scaled by α^j.
+    fraction = 0.8**trpo_stats.backtracks
+    torch.testing.assert_close(trpo_step, fraction * npg_step, rtol=1e-4, atol=1e-7)
+
+
+def test_vpg_is_a_plain_gradient_step():
+    agent, obs, actions, adv, old_lp = real_batch("CartPole-v1", algo="vpg", vpg_lr=0.1)
+    params = list(agent.policy.parameters())
+    before = parameters_to_vector(params).clone()
+    surrogate = (torch.exp(agent.policy(obs).log_prob(actions) - old_lp) * adv).mean()
+    gradient = flat_grad(surrogate, params)
+    policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    torch.testing.assert_close(parameters_to_vector(params) - before, 0.1 * gradient)
+
+
+def test_non_finite_gradient_is_rejected_and_parameters_kept():
+    agent, obs, actions, adv, old_lp = real_batch("CartPole-v1")
+    theta = parameters_to_vector(agent.policy.parameters()).clone()
+    adv = adv.clone()
+    adv[0] = float("nan")
+    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    assert stats.nonfinite and not stats.accepted
+    assert torch.equal(parameters_to_vector(agent.policy.parameters()), theta)

@@ -37,7 +37,8 @@ def trace() -> dict:
         agent = TRPO(env_id, **settings)
 
         def record(stats, agent=agent, rows=rows):
-            metrics = {k: getattr(stats, k) for k in METRICS}
+            row = stats.row()
+            metrics = {k: row[k] for k in METRICS}
             metrics["policy"] = checksum(agent.policy)
             metrics["value"] = checksum(agent.value_fn)
             rows.append(metrics)

@@ -64,7 +64,7 @@ EVAL_SEED_OFFSET = 1_000_000
 
 @dataclass(frozen=True)
 class IterationStats:
-    """One row of metrics.csv: what happened in one iteration."""
+    """What happened in one iteration; `row()` is its line in metrics.csv."""
 
     iteration: int
     steps: int
@@ -72,18 +72,8 @@ class IterationStats:
     episode_return: float
     """Mean raw return of the episodes that ended in this iteration (NaN if none did)."""
     episode_length: float
-    kl: float
-    accepted: bool
-    backtracks: int
-    nonfinite: bool
-    expected_improvement: float
-    surrogate_improvement: float
-    cg_residual: float
-    cg_iterations: int
-    entropy: float
-    grad_norm: float
-    value_loss: float
-    explained_variance: float
+    policy: StepStats
+    value: ValueStats
     eval_return: float
     """Mean deterministic evaluation return (NaN when no evaluation ran this iteration)."""
     eval_return_std: float
@@ -96,6 +86,24 @@ class IterationStats:
     eval_sec: float
     wall_sec: float
     """Seconds since training started (evaluation included)."""
+
+    def row(self) -> dict[str, Any]:
+        """Flat metrics, the policy step's and value fit's stats inlined."""
+        flat: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            flat.update(
+                dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {f.name: value}
+            )
+        return flat
+
+    @staticmethod
+    def columns() -> list[str]:
+        columns = []
+        for f in dataclasses.fields(IterationStats):
+            nested = {"policy": StepStats, "value": ValueStats}.get(f.name)
+            columns += [g.name for g in dataclasses.fields(nested)] if nested else [f.name]
+        return columns
 
 
 Callback = Callable[[IterationStats], bool | None]
@@ -208,7 +216,7 @@ class TRPO:
                 if outputs is not None:
                     outputs.write(stats)
                 if bar is not None:
-                    bar.update(self.steps, stats.fps, stats.episode_return, stats.kl)
+                    bar.update(self.steps, stats.fps, stats.episode_return, stats.policy.kl)
                 if callback is not None and callback(stats) is False:
                     break
             finished = True
@@ -299,18 +307,8 @@ class TRPO:
             episodes=self.episodes,
             episode_return=float(np.mean(returns)) if returns else math.nan,
             episode_length=float(np.mean(lengths)) if lengths else math.nan,
-            kl=step.kl,
-            accepted=step.accepted,
-            backtracks=step.backtracks,
-            nonfinite=step.nonfinite,
-            expected_improvement=step.expected_improvement,
-            surrogate_improvement=step.surrogate_improvement,
-            cg_residual=step.cg_residual,
-            cg_iterations=step.cg_iterations,
-            entropy=step.entropy,
-            grad_norm=step.grad_norm,
-            value_loss=value.value_loss,
-            explained_variance=value.explained_variance,
+            policy=step,
+            value=value,
             eval_return=evaluation.mean if evaluation else math.nan,
             eval_return_std=evaluation.std if evaluation else math.nan,
             fps=batch.n_transitions / (t4 - t0),
@@ -487,12 +485,11 @@ class _RunOutputs:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(agent.config.to_json())
         (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
-        columns = [f.name for f in dataclasses.fields(IterationStats)]
-        self.csv = CSVLog(self.dir / METRICS_FILE, columns)
+        self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns())
         self.tensorboard = TensorBoardLog(self.dir / "tb") if agent.config.tensorboard else None
 
     def write(self, stats: IterationStats) -> None:
-        row = dataclasses.asdict(stats)
+        row = stats.row()
         self.csv.write(row)
         if self.tensorboard is not None:
             self.tensorboard.write(row, stats.steps)

@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from trpo.config import Config, ConfigError, field_docs, parse_key_values
+from trpo.config import Config, ConfigError, field_docs, parse_key_values, type_name
 from trpo.presets import PRESETS, preset_for
 
 RUNS_ROOT = Path("runs")
@@ -37,8 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         message = _user_error(err)
         if message is None:
             raise
-        print(f"trpo: error: {message}", file=sys.stderr)
+        print(f"trpo: error: {_one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _one_line(message: str) -> str:
+    """Escape line breaks and other control characters (from user input echoed in a
+    message), so an error is always exactly one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _user_error(err: Exception) -> str | None:
@@ -140,10 +146,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    text = path.read_text()
+    data = path.read_bytes()
     try:
+        text = data.decode()
         values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise CLIError(f"cannot parse config file {path}: {err}") from None
     if not isinstance(values, dict):
         raise CLIError(f"config file {path} must hold a table of settings")
@@ -178,6 +185,21 @@ def _resume(args: argparse.Namespace) -> int:
     from trpo.trainer import TRPO
 
     run_dir = args.resume
+    ignored = [
+        name
+        for name, given in (
+            ("--set", args.set),
+            ("--config", args.config is not None),
+            ("--seed", args.seed is not None),
+            ("--env-kwargs", args.env_kwargs),
+        )
+        if given
+    ]
+    if ignored:
+        raise CLIError(
+            f"--resume continues {run_dir} with its saved settings; only --steps may change "
+            f"them, not {', '.join(ignored)}"
+        )
     checkpoint = run_dir / "last.safetensors"
     if not checkpoint.exists():
         raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
@@ -231,8 +253,7 @@ def config_table() -> str:
     lines = ["| setting | default | type | meaning |", "|---|---|---|---|"]
     for name, default in defaults.items():
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        kind = getattr(hints[name], "__name__", None) or str(hints[name]).replace("typing.", "")
-        lines.append(f"| `{name}` | `{shown}` | {kind} | {docs.get(name, '')} |")
+        lines.append(f"| `{name}` | `{shown}` | {type_name(hints[name])} | {docs.get(name, '')} |")
     return "\n".join(lines)
 
 

@@ -88,9 +88,9 @@ def policy_step(
         # Either KL direction has the Fisher as its Hessian at θk; build F from KL(old‖new).
         fvp = fisher_vector_product(mean_kl(old_dist, new_dist, "old_new"), params, config.damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
-        x = cg.x
-        step = torch.sqrt(2 * config.max_kl / torch.dot(x, fvp(x))) * x
-        cg_residual, cg_iterations = float(torch.sum((fvp(x) - g) ** 2)), cg.iterations
+        x, hx = cg.x, fvp(cg.x)
+        step = torch.sqrt(2 * config.max_kl / torch.dot(x, hx)) * x
+        cg_residual, cg_iterations = float(torch.sum((hx - g) ** 2)), cg.iterations
 
     nonfinite = not bool(torch.isfinite(g).all() and torch.isfinite(step).all())
     if nonfinite:

@@ -203,6 +203,11 @@ def _problems(c: Config) -> typing.Iterator[str]:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             yield f"{name} must be an integer >= 0, got {value!r}"
+    # Env and evaluation seeds are seed + small offsets and must stay below 2**32.
+    for name, limit in (("seed", 2**31), ("torch_threads", 1024), ("n_envs", 4096)):
+        value = getattr(c, name)
+        if isinstance(value, int) and value >= limit:
+            yield f"{name} must be below {limit}, got {value!r}"
     if (
         isinstance(c.steps_per_iter, int)
         and isinstance(c.n_envs, int)
@@ -217,9 +222,9 @@ def _problems(c: Config) -> typing.Iterator[str]:
     for name in ("policy_hidden", "value_hidden"):
         sizes = getattr(c, name)
         if not isinstance(sizes, tuple) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2**20 for s in sizes
         ):
-            yield f"{name} must be a sequence of positive integers, got {sizes!r}"
+            yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
     for name, allowed in (
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),

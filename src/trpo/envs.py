@@ -40,7 +40,7 @@ def env_factory(
         def make() -> gym.Env:
             try:
                 return gym.make(source, **kwargs)
-            except TypeError as err:
+            except (TypeError, ValueError) as err:
                 raise EnvError(
                     f"{source} does not accept these env keyword arguments {kwargs}: {err}"
                 ) from None

@@ -413,8 +413,10 @@ class TRPO:
             config = Config.from_dict(meta["config"]).replace(**overrides)
             obs_space = space_from_dict(meta["observation_space"])
             action_space = space_from_dict(meta["action_space"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: checkpoint metadata is incomplete ({err})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(
+                f"{path}: checkpoint metadata is incomplete or invalid ({err})"
+            ) from None
         if meta.get("custom_modules") and (policy is None or value_fn is None):
             raise CheckpointError(
                 f"{path} was trained with custom policy/value modules: pass the same module "
@@ -425,6 +427,7 @@ class TRPO:
             same_space(obs_space, agent.observation_space)
             and same_space(action_space, agent.action_space)
         ):
+            agent.close()
             raise CheckpointError(
                 f"{path} was trained on observation space {obs_space} and action space "
                 f"{action_space}, but the env has {agent.observation_space} and "

@@ -69,22 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
     train.add_argument("--steps", type=int, help="total environment steps (config total_steps)")
     train.add_argument("--seed", type=int, help="random seed (config seed)")
+    key_values = {"nargs": "+", "action": "extend", "default": [], "metavar": "KEY=VALUE"}
     train.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64",
+        "--set", help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64", **key_values
     )
     train.add_argument("--config", type=Path, help="TOML or JSON file of settings")
     train.add_argument(
         "--env-kwargs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
         help="keyword arguments for gymnasium.make, e.g. --env-kwargs max_episode_steps=200",
+        **key_values,
     )
     train.add_argument(
         "--run-dir", type=Path, help="output directory (default runs/ENV-ALGO-sSEED)"

@@ -147,7 +147,7 @@ class TRPO:
         seed_everything(config.seed)
 
         factory = env_factory(env, config.env_kwargs)
-        self._eval_factory = _evaluation_factory(env, factory, config)
+        self._eval_factory = _evaluation_factory(env, factory)
         self.envs = make_vector_env(factory, config.n_envs, config.vec)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
@@ -514,7 +514,7 @@ class _RunOutputs:
 
 
 def _evaluation_factory(
-    env: EnvSource, factory: Callable[[], gym.Env], config: Config
+    env: EnvSource, factory: Callable[[], gym.Env]
 ) -> Callable[[], gym.Env] | None:
     if isinstance(env, gym.Env):
         if env.spec is None:

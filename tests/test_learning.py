@@ -22,12 +22,10 @@ def test_cartpole_is_solved_within_100k_steps_with_the_defaults(seed):
     assert score_within(agent, 100_000) >= 475
 
 
-def test_pendulum_preset_learns_to_swing_up_within_100k_steps():
-    # Random actions score about -1200. The preset reaches -200 at its best evaluation but
-    # does not yet hold it on every seed (mean of the last 5 evaluations on seeds 0-4:
-    # -265, -196, -249, -251, -330), so this guards the learning, not the -200 target.
+def test_pendulum_preset_reaches_minus_200_within_100k_steps_on_seed_0():
+    # Random actions score about -1200. Mean of the last 5 evaluations on the reporting
+    # seeds 0-4: -156, -187, -236, -206, -269: the -200 target holds on seeds 0 and 1
+    # only, so this guards seed 0's learning rather than claiming the target.
     agent = TRPO("Pendulum-v1", seed=0, **preset_for("Pendulum-v1"))
     agent.learn(100_000)
-    best = max(r for s, r in agent.evaluations if s <= 100_000)
-    assert best >= -200
-    assert score_within(agent, 100_000) >= -400
+    assert score_within(agent, 100_000) >= -200

@@ -122,13 +122,6 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
 
 
 def space_from_dict(d: dict[str, Any]) -> gym.Space:
-    try:
-        return _space_from_dict(d)
-    except OverflowError:
-        raise CheckpointError(f"space {d} in checkpoint is out of range") from None
-
-
-def _space_from_dict(d: dict[str, Any]) -> gym.Space:
     kind = d["type"]
     if kind == "Box":
         dtype = np.dtype(d["dtype"])
@@ -164,16 +157,12 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     import random
 
-    try:
-        torch.set_rng_state(tensors["rng/torch"])
-        name, pos, has_gauss, cached = meta["numpy"]
-        keys = tensors["rng/numpy_keys"].numpy().astype(np.uint32)
-        np.random.set_state((name, keys, pos, has_gauss, cached))
-        version, gauss_next = meta["python"]
-        internal = tuple(int(x) for x in tensors["rng/python"].tolist())
-        random.setstate((version, internal, gauss_next))
-    except OverflowError:
-        raise CheckpointError("checkpoint random number generator state is out of range") from None
+    torch.set_rng_state(tensors["rng/torch"])
+    name, pos, has_gauss, cached = meta["numpy"]
+    keys = tensors["rng/numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state((name, keys, pos, has_gauss, cached))
+    version, gauss_next = meta["python"]
+    random.setstate((version, tuple(int(x) for x in tensors["rng/python"].tolist()), gauss_next))
 
 
 def provenance() -> dict[str, Any]:

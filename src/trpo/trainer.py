@@ -413,7 +413,7 @@ class TRPO:
             config = Config.from_dict(meta["config"]).replace(**overrides)
             obs_space = space_from_dict(meta["observation_space"])
             action_space = space_from_dict(meta["action_space"])
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise CheckpointError(
                 f"{path}: checkpoint metadata is incomplete or invalid ({err})"
             ) from None
@@ -435,7 +435,7 @@ class TRPO:
             )
         try:
             agent._restore(checkpoint)
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        except (KeyError, RuntimeError, ValueError, TypeError, OverflowError) as err:
             raise CheckpointError(
                 f"{path}: checkpoint contents do not fit the model ({err})"
             ) from None

@@ -1,9 +1,11 @@
-"""`trpo` command line: train, eval, plot, presets. Maps arguments to the library only."""
+"""`trpo` command line: train, eval, plot, compare, presets. Maps arguments to the library only."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -12,10 +14,18 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from trpo.config import Config, ConfigError, field_docs, parse_key_values, type_name
+from trpo.config import (
+    Algo,
+    Config,
+    ConfigError,
+    field_docs,
+    parse_key_values,
+    type_name,
+)
 from trpo.presets import PRESETS, preset_for
 
 RUNS_ROOT = Path("runs")
+ALGOS = typing.get_args(Algo)
 
 
 class CLIError(Exception):
@@ -25,6 +35,7 @@ class CLIError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     if args.command is None:
         parser.print_help()
         return 2
@@ -50,9 +61,11 @@ def _one_line(message: str) -> str:
 def _user_error(err: Exception) -> str | None:
     from trpo.checkpoint import CheckpointError
     from trpo.envs import EnvError
+    from trpo.grid import GridError
     from trpo.policies import UnsupportedSpaceError
 
-    if isinstance(err, CLIError | ConfigError | EnvError | CheckpointError | UnsupportedSpaceError):
+    known = CLIError | ConfigError | EnvError | CheckpointError | UnsupportedSpaceError | GridError
+    if isinstance(err, known):
         return str(err)
     if isinstance(err, OSError) and err.filename:
         return f"{err.strerror}: {err.filename}"
@@ -67,18 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a policy and write a run directory")
     train.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
-    train.add_argument("--steps", type=int, help="total environment steps (config total_steps)")
-    train.add_argument("--seed", type=int, help="random seed (config seed)")
-    key_values = {"nargs": "+", "action": "extend", "default": [], "metavar": "KEY=VALUE"}
-    train.add_argument(
-        "--set", help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64", **key_values
-    )
-    train.add_argument("--config", type=Path, help="TOML or JSON file of settings")
-    train.add_argument(
-        "--env-kwargs",
-        help="keyword arguments for gymnasium.make, e.g. --env-kwargs max_episode_steps=200",
-        **key_values,
-    )
+    _add_settings_arguments(train)
     train.add_argument(
         "--run-dir", type=Path, help="output directory (default runs/ENV-ALGO-sSEED)"
     )
@@ -86,7 +88,6 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
-    train.add_argument("--no-preset", action="store_true", help="ignore the env's tuned preset")
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
     train.add_argument("--help-config", action="store_true", help="list every setting and exit")
     train.set_defaults(handler=cmd_train)
@@ -107,10 +108,48 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", type=Path, help="PNG path (default: in the run dir)")
     plot.set_defaults(handler=cmd_plot)
 
+    compare = sub.add_parser(
+        "compare",
+        help="train vanilla PG, natural PG and TRPO on one env and compare them",
+        description="Runs algos x seeds in parallel processes (rerun to complete an "
+        "interrupted grid), then writes returns.png, kl.png and summary.md.",
+    )
+    compare.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1")
+    compare.add_argument(
+        "--algos", default=",".join(ALGOS), help="comma-separated, from vpg,npg,trpo"
+    )
+    compare.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"
+    )
+    _add_settings_arguments(compare)
+    compare.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)"
+    )
+    compare.add_argument("--out", type=Path, help="output directory (default runs/compare-ENV)")
+    compare.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
+    compare.set_defaults(handler=cmd_compare)
+
     presets = sub.add_parser("presets", help="show the tuned presets")
     presets.add_argument("env_id", nargs="?")
     presets.set_defaults(handler=cmd_presets)
     return parser
+
+
+def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that resolve a run's Config (see `resolve_config`)."""
+    parser.add_argument("--steps", type=int, help="environment steps per run (total_steps)")
+    parser.add_argument("--seed", type=int, help="random seed (config seed; compare: the first)")
+    key_values = {"nargs": "+", "action": "extend", "default": [], "metavar": "KEY=VALUE"}
+    parser.add_argument(
+        "--set", help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64", **key_values
+    )
+    parser.add_argument("--config", type=Path, help="TOML or JSON file of settings")
+    parser.add_argument(
+        "--env-kwargs",
+        help="keyword arguments for gymnasium.make, e.g. --env-kwargs max_episode_steps=200",
+        **key_values,
+    )
+    parser.add_argument("--no-preset", action="store_true", help="ignore the env's tuned preset")
 
 
 # -- train -----------------------------------------------------------------------------
@@ -248,6 +287,42 @@ def config_table() -> str:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         lines.append(f"| `{name}` | `{shown}` | {type_name(hints[name])} | {docs.get(name, '')} |")
     return "\n".join(lines)
+
+
+# -- compare ---------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    from trpo.compare import compare_cells, markdown_table, write_report
+    from trpo.envs import check_env_id
+    from trpo.grid import run_grid
+
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    unknown = sorted(set(algos) - set(ALGOS))
+    if unknown or not algos or len(set(algos)) < len(algos):
+        raise CLIError(f"--algos takes distinct names from {','.join(ALGOS)}, got {args.algos!r}")
+    if args.seeds <= 0 or args.workers <= 0:
+        raise CLIError("--seeds and --workers must be positive")
+    config = resolve_config(args)
+    check_env_id(config.env_id)
+    seeds = list(range(config.seed, config.seed + args.seeds))
+    out = args.out or RUNS_ROOT / f"compare-{config.env_id}"
+    cells = compare_cells(config, algos, seeds, out)  # validates every seed before any run
+    if args.overwrite:
+        for cell in cells:
+            shutil.rmtree(cell.run_dir, ignore_errors=True)
+    print(f"{len(cells)} runs ({', '.join(algos)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
+    try:
+        run_grid(cells, args.workers)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: finished runs are kept; rerun the same command to complete the grid",
+            file=sys.stderr,
+        )
+        return 130
+    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
+    summaries = write_report(out, cells, command)
+    print(markdown_table(summaries, config.max_kl))
+    print(f"wrote {out / 'summary.md'}, {out / 'returns.png'}, {out / 'kl.png'}")
+    return 0
 
 
 # -- eval, plot, presets ---------------------------------------------------------------

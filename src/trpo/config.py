@@ -14,7 +14,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Algo = Literal["trpo", "npg", "vpg"]
+Algo = Literal["vpg", "npg", "trpo"]
+"""From the plain gradient step to the trust region, the order in which they compare."""
 KLDirection = Literal["old_new", "new_old"]
 
 

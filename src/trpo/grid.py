@@ -1,0 +1,104 @@
+"""A grid of independent training runs (algorithms × seeds × envs) run in parallel
+processes. Resumable: a cell whose run directory holds a final checkpoint is skipped, an
+unfinished one starts over, so rerunning the same command completes the grid."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from trpo.config import Config
+
+FINAL_CHECKPOINT = "final.safetensors"
+
+
+class GridError(Exception):
+    """A grid that cannot run as asked (e.g. its directory holds runs of other settings)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: Config
+    run_dir: Path
+
+    @property
+    def finished(self) -> bool:
+        return (self.run_dir / FINAL_CHECKPOINT).exists()
+
+    def check_settings(self) -> None:
+        """Refuse to reuse a finished run trained with other settings than this cell's."""
+        saved_path = self.run_dir / "config.json"
+        if not self.finished or not saved_path.exists():
+            return
+        saved = Config.from_dict(json.loads(saved_path.read_text()))
+        if saved != self.config:
+            differ = [
+                f"{k}={v!r} (now {self.config.to_dict()[k]!r})"
+                for k, v in saved.to_dict().items()
+                if self.config.to_dict()[k] != v
+            ]
+            raise GridError(
+                f"{self.run_dir} holds a finished run with other settings: {', '.join(differ)}; "
+                "choose another output directory or pass --overwrite"
+            )
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell: Cell
+    score: float
+    seconds: float
+
+
+def run_cell(cell: Cell) -> CellResult:
+    """Train one cell to completion in its run directory (starting over if unfinished)."""
+    from trpo.trainer import TRPO
+
+    started = time.perf_counter()
+    if cell.run_dir.exists():
+        shutil.rmtree(cell.run_dir)
+    agent = TRPO(config=cell.config, run_dir=cell.run_dir)
+    try:
+        agent.learn()
+    finally:
+        agent.close()
+    return CellResult(cell, agent.score, time.perf_counter() - started)
+
+
+def run_grid(cells: list[Cell], workers: int, report: Callable[[str], None] = print) -> list[Cell]:
+    """Run the unfinished cells, ``workers`` at a time (1: in this process). Returns the
+    cells that ran. A failing cell stops the grid; finished cells stay on disk."""
+    for cell in cells:
+        cell.check_settings()
+    todo = [cell for cell in cells if not cell.finished]
+    if len(todo) < len(cells):
+        report(f"{len(cells) - len(todo)} of {len(cells)} runs already finished: skipped")
+
+    def done(index: int, result: CellResult) -> None:
+        report(
+            f"[{index}/{len(todo)}] {result.cell.run_dir.name}: score {result.score:.1f} "
+            f"({result.seconds:.0f} s)"
+        )
+
+    if workers <= 1 or len(todo) <= 1:
+        for index, cell in enumerate(todo, 1):
+            done(index, run_cell(cell))
+        return todo
+    # spawn, not fork: each worker starts clean (no inherited torch threads or env handles).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+        futures = [pool.submit(run_cell, cell) for cell in todo]
+        try:
+            for index, future in enumerate(as_completed(futures), 1):
+                done(index, future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return todo

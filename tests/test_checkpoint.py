@@ -350,7 +350,9 @@ def test_foreign_files(cartpole, tmp_path):
             f"has checkpoint format 999; this trpo reads format {FORMAT_VERSION}",
         ),
         (
-            write_checkpoint(tmp_path / "no_config.safetensors", tensors, {"format_version": 1}),
+            write_checkpoint(
+                tmp_path / "no_config.safetensors", tensors, {"format_version": FORMAT_VERSION}
+            ),
             "checkpoint metadata is incomplete",
         ),
         (tmp_path, "is a directory"),

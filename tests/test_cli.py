@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trpo.cli
+from trpo.checkpoint import FORMAT_VERSION
 from trpo.cli import main
 from trpo.config import Config, parse_value
 from trpo.presets import PRESETS
@@ -117,7 +118,7 @@ def test_train_writes_run_directory(tmp_path, capsys):
     assert provenance["versions"]["torch"] == torch.__version__
     assert provenance["versions"]["gymnasium"] == gym.__version__
     assert provenance["torch_threads"] == 1
-    assert provenance["checkpoint_format"] == 1
+    assert provenance["checkpoint_format"] == FORMAT_VERSION
 
     png = (run_dir / "learning_curve.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000

@@ -260,9 +260,10 @@ def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:
     try:
         agent.learn(progress=not args.no_progress)
     except KeyboardInterrupt:
-        agent.save(run_dir / "last.safetensors")
+        # learn() saved last.safetensors after the last whole iteration (or, after a second
+        # Ctrl-C, the periodic checkpoint before it stays).
         print(
-            f"\ninterrupted at step {agent.steps:,}; checkpoint saved. Resume with:\n"
+            f"\ninterrupted at step {agent.steps:,}; resume from the last checkpoint with:\n"
             f"  trpo train --resume {run_dir}",
             file=sys.stderr,
         )

@@ -7,12 +7,14 @@ distributed backend replaces it by anything with the same ``collect(n_steps) -> 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 from torch import nn
 
+from trpo.env_state import capture_vector, restore_vector
 from trpo.envs import (
     ActionAdapter,
     ObservationEncoder,
@@ -94,11 +96,40 @@ class RolloutCollector:
         self._episode_return = np.zeros(self.n_envs, np.float64)
         self._episode_length = np.zeros(self.n_envs, np.int64)
 
-    def reset(self) -> None:
-        obs, _ = self.envs.reset(seed=[self.seed + i for i in range(self.n_envs)])
+    def reset(self, seed: int | None = None) -> None:
+        first = self.seed if seed is None else seed
+        obs, _ = self.envs.reset(seed=[first + i for i in range(self.n_envs)])
         self._raw_obs = self._encode(obs)
         self._episode_return[:] = 0
         self._episode_length[:] = 0
+        self.reward_scaler.discounted[:] = 0
+
+    def state(self) -> dict[str, Any]:
+        """Where the envs are: JSON-able, for checkpoints (see `restore`)."""
+        return {
+            "total_steps": self.total_steps,
+            "raw_obs": None if self._raw_obs is None else self._raw_obs.tolist(),
+            "episode_return": self._episode_return.tolist(),
+            "episode_length": self._episode_length.tolist(),
+            "discounted_return": self.reward_scaler.discounted.tolist(),
+            "envs": capture_vector(self.envs) if self._raw_obs is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Continue from `state()`. Returns False when the envs' internal state cannot be
+        restored (an env type `trpo.env_state` cannot capture, or another number or kind of
+        envs): they then start new episodes, from reset seeds that depend on the step count."""
+        self.total_steps = int(state["total_steps"])
+        if state["raw_obs"] is None:  # never stepped: the first collect resets as usual
+            return True
+        if not restore_vector(self.envs, state["envs"]):
+            self.reset(seed=self.seed + self.total_steps)
+            return False
+        self._raw_obs = np.asarray(state["raw_obs"], np.float32).reshape(self.n_envs, -1)
+        self._episode_return[:] = state["episode_return"]
+        self._episode_length[:] = state["episode_length"]
+        self.reward_scaler.discounted[:] = state["discounted_return"]
+        return True
 
     def _encode(self, obs) -> np.ndarray:
         encoded = self.encoder(obs)

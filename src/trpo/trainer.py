@@ -14,6 +14,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,22 +211,25 @@ class TRPO:
         outputs = _RunOutputs(self) if self.run_dir is not None else None
         bar = ProgressBar(total, self.steps) if progress else None
         start = time.perf_counter()
-        finished = False
+        ending = "failed"  # what the run directory records if the loop raises
         try:
-            while self.steps < total:
-                stats = self._iteration(n_steps, start)
-                if outputs is not None:
-                    outputs.write(stats)
-                if bar is not None:
-                    bar.update(self.steps, stats.fps, stats.episode_return, stats.policy.kl)
-                if callback is not None and callback(stats) is False:
-                    break
-            finished = True
+            with _InterruptAfterIteration() as interrupt:
+                while self.steps < total and not interrupt.requested:
+                    stats = self._iteration(n_steps, start)
+                    if outputs is not None:
+                        outputs.write(stats)
+                    if bar is not None:
+                        bar.update(self.steps, stats.fps, stats.episode_return, stats.policy.kl)
+                    if callback is not None and callback(stats) is False:
+                        break
+                ending = "interrupted" if interrupt.requested else "finished"
         finally:
             if bar is not None:
                 bar.close()
             if outputs is not None:
-                outputs.close(finished)
+                outputs.close(ending)
+        if ending == "interrupted":
+            raise KeyboardInterrupt
         return self
 
     def _iteration(self, n_steps: int, start: float) -> IterationStats:
@@ -390,6 +395,7 @@ class TRPO:
             "return_norm_count": returns.count,
             "value_optim_param_groups": optim["param_groups"],
             "rng": rng_meta,
+            "collector": self.collector.state(),
             "provenance": provenance(),
         }
         save_checkpoint(path, tensors, meta)
@@ -472,6 +478,12 @@ class TRPO:
         self.evaluations = [(int(s), float(r)) for s, r in meta["evaluations"]]
         self.best_eval = -math.inf if meta["best_eval"] is None else float(meta["best_eval"])
         set_rng_state(checkpoint.tensors, meta["rng"])
+        if not self.collector.restore(meta["collector"]):
+            log.warning(
+                "the envs' internal state could not be saved or restored (env type outside "
+                "classic control and MuJoCo, async envs, or another n_envs), so the resumed "
+                "run starts new episodes: the continuation is not bit-identical"
+            )
 
     def close(self) -> None:
         self.envs.close()
@@ -504,13 +516,44 @@ class _RunOutputs:
         if every and agent.iteration % every == 0:
             agent.save(self.dir / "last.safetensors")
 
-    def close(self, finished: bool) -> None:
-        if finished:
+    def close(self, ending: str) -> None:
+        """``ending``: finished (last + final checkpoints), interrupted (last: the state
+        after the last whole iteration) or failed (nothing: the state may be mid-iteration,
+        the previous periodic checkpoint stays)."""
+        if ending in ("finished", "interrupted"):
             self.agent.save(self.dir / "last.safetensors")
+        if ending == "finished":
             self.agent.save(self.dir / "final.safetensors")
         self.csv.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class _InterruptAfterIteration:
+    """The first Ctrl-C (SIGINT) lets the running iteration finish, so the run stops at
+    a state a checkpoint can hold exactly; a second one interrupts at once. Only in the
+    main thread, where Python delivers signals; elsewhere Ctrl-C behaves as usual."""
+
+    def __init__(self):
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptAfterIteration:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupt: stopping after this iteration (Ctrl-C again to stop now)")
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _evaluation_factory(

@@ -44,6 +44,10 @@ class Config:
     vec: Literal["sync", "async"] = "sync"
     """`sync` steps the copies in this process; `async` in subprocesses (worth it only
     when one env step costs much more than a policy forward, e.g. heavy simulators)."""
+    nonfinite_env: Literal["error", "drop"] = "error"
+    """A NaN/Inf observation or reward from the env: `error` stops the run naming the env
+    and step; `drop` leaves that transition out of the batch, starts a new episode in that
+    env copy and counts it (`dropped` in the metrics)."""
     steps_per_iter: int = 1024
     """Transitions per policy update, summed over all envs (each env runs
     steps_per_iter / n_envs steps). Larger batches give less noisy but fewer updates."""
@@ -230,6 +234,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
         ("vec", ("sync", "async")),
+        ("nonfinite_env", ("error", "drop")),
         ("activation", ("tanh", "relu", "elu", "silu")),
     ):
         if getattr(c, name) not in allowed:

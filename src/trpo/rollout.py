@@ -17,6 +17,7 @@ from torch import nn
 from trpo.env_state import capture_vector, restore_vector
 from trpo.envs import (
     ActionAdapter,
+    EnvError,
     ObservationEncoder,
     ObservationNormalizer,
     RunningMeanStd,
@@ -44,6 +45,13 @@ class Batch:
     return_stats: RunningMeanStd  # moments of the running discounted returns
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    valid: np.ndarray | None = None
+    """[T, N] bool: False where a transition was dropped (nonfinite_env=drop); the
+    transition before it in that env is marked truncated. None: all valid."""
+
+    @property
+    def dropped(self) -> int:
+        return 0 if self.valid is None else int((~self.valid).sum())
 
     @property
     def n_transitions(self) -> int:
@@ -81,6 +89,7 @@ class RolloutCollector:
         reward_scaler: RewardScaler,
         seed: int,
         env_id: str,
+        nonfinite: str = "error",
     ):
         self.envs = envs
         self.policy = policy
@@ -90,6 +99,7 @@ class RolloutCollector:
         self.adapter = ActionAdapter(envs.single_action_space)
         self.seed = seed
         self.env_id = env_id
+        self.nonfinite = nonfinite
         self.n_envs = envs.num_envs
         self.total_steps = 0
         self._raw_obs: np.ndarray | None = None
@@ -148,6 +158,7 @@ class RolloutCollector:
         terminated = np.empty((n_steps, n), bool)
         truncated = np.empty((n_steps, n), bool)
         log_probs = np.empty((n_steps, n), np.float32)
+        valid = np.ones((n_steps, n), bool)
         actions = None
         returns_seen = np.empty((n_steps, n), np.float64)
         scaler = self.reward_scaler
@@ -170,14 +181,20 @@ class RolloutCollector:
             step_obs, reward, term, trunc, info = self.envs.step(self.adapter(action_np))
             self.total_steps += n
             reward = np.asarray(reward, np.float64)
-            check_finite("reward", reward, self.env_id, self.total_steps)
-            encoded = self._encode(step_obs)
-            done = term | trunc
+            encoded = self.encoder(step_obs)
             final = encoded
-            if done.any():
-                ended = np.flatnonzero(done)
+            if (term | trunc).any():
+                ended = np.flatnonzero(term | trunc)
                 final = encoded.copy()
-                final[ended] = self._encode(np.stack([info["final_obs"][i] for i in ended]))
+                final[ended] = self.encoder(np.stack([info["final_obs"][i] for i in ended]))
+            bad = ~(np.isfinite(reward) & np.isfinite(encoded).all(1) & np.isfinite(final).all(1))
+            if bad.any():
+                encoded, final, reward = self._drop(bad, encoded, final, reward)
+                term, trunc = term & ~bad, trunc | bad
+                valid[t] = ~bad
+                if t > 0:  # the episode ends at the last good transition, bootstrapped there
+                    truncated[t - 1, bad] = True
+            done = term | trunc
             next_obs[t] = self.normalizer(final)
             terminated[t] = term
             truncated[t] = trunc
@@ -187,7 +204,7 @@ class RolloutCollector:
             rewards[t] = reward
             self._episode_return += reward
             self._episode_length += 1
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done & valid[t]):
                 episode_returns.append(float(self._episode_return[i]))
                 episode_lengths.append(int(self._episode_length[i]))
             self._episode_return[done] = 0.0
@@ -207,4 +224,22 @@ class RolloutCollector:
             return_stats=RunningMeanStd.of(returns_seen.reshape(-1)),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
+            valid=valid,
         )
+
+    def _drop(self, bad: np.ndarray, encoded: np.ndarray, final: np.ndarray, reward: np.ndarray):
+        """Non-finite results in the envs marked ``bad``: an error, or (nonfinite_env=drop)
+        those envs start new episodes and the transitions become finite placeholders that
+        the batch marks invalid."""
+        if self.nonfinite == "error":
+            i = int(np.flatnonzero(bad)[0])
+            what = "reward" if not np.isfinite(reward[i]) else "observation"
+            raise EnvError(
+                f"{self.env_id} returned a non-finite {what} (NaN or Inf) at environment step "
+                f"{self.total_steps} (env copy {i}). Fix the environment, wrap it to clip or "
+                "replace such values, or set nonfinite_env=drop to leave such transitions out."
+            )
+        obs, _ = self.envs.reset(options={"reset_mask": bad})
+        encoded = np.where(bad[:, None], self._encode(obs), encoded)
+        final = np.where(bad[:, None], np.float32(0), final)
+        return encoded, final, np.where(bad, 0.0, reward)

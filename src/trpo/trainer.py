@@ -74,6 +74,8 @@ class IterationStats:
     episode_return: float
     """Mean raw return of the episodes that ended in this iteration (NaN if none did)."""
     episode_length: float
+    dropped: int
+    """Transitions left out for a NaN/Inf observation or reward (nonfinite_env=drop)."""
     policy: StepStats
     value: ValueStats
     eval_return: float
@@ -178,6 +180,7 @@ class TRPO:
             self.reward_scaler,
             config.seed,
             config.env_id,
+            config.nonfinite_env,
         )
         self.iteration = 0
         self.steps = 0
@@ -256,7 +259,12 @@ class TRPO:
         self.steps += batch.n_transitions
         self.episodes += len(batch.episode_returns)
         if not step.accepted:
-            log.info("iteration %d: step rejected, parameters unchanged", self.iteration)
+            log.log(
+                logging.WARNING if step.nonfinite else logging.INFO,
+                "iteration %d: step rejected%s, parameters unchanged",
+                self.iteration,
+                " (NaN/Inf in the gradient or step)" if step.nonfinite else "",
+            )
         evaluation = self._maybe_evaluate()
         t5 = time.perf_counter()
         return self._stats(batch, step, value, evaluation, (t0, t1, t2, t3, t4, t5), start)
@@ -277,14 +285,16 @@ class TRPO:
             self.config.gae_lambda,
         )
         targets = (advantages + values).reshape(-1)
-        return obs, advantages.reshape(-1), targets, values.reshape(-1)
+        keep = _valid_rows(batch)
+        return obs[keep], advantages.reshape(-1)[keep], targets[keep], values.reshape(-1)[keep]
 
     def _policy_step(self, batch: Batch, obs: torch.Tensor, advantages: torch.Tensor) -> StepStats:
         T, N = batch.rewards.shape
-        actions = torch.from_numpy(batch.actions.reshape(T * N, *batch.actions.shape[2:]))
+        keep = _valid_rows(batch)
+        actions = torch.from_numpy(batch.actions.reshape(T * N, *batch.actions.shape[2:]))[keep]
         if self.config.normalize_advantages:
             advantages = normalize(advantages)
-        old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))
+        old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))[keep]
         return policy_step(self.policy, obs, actions, advantages, old_log_probs, self.config)
 
     def _maybe_evaluate(self) -> EvalResult | None:
@@ -312,6 +322,7 @@ class TRPO:
             episodes=self.episodes,
             episode_return=float(np.mean(returns)) if returns else math.nan,
             episode_length=float(np.mean(lengths)) if lengths else math.nan,
+            dropped=batch.dropped,
             policy=step,
             value=value,
             eval_return=evaluation.mean if evaluation else math.nan,
@@ -554,6 +565,13 @@ class _InterruptAfterIteration:
     def __exit__(self, *exc_info: Any) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _valid_rows(batch: Batch) -> slice | torch.Tensor:
+    """Index of the flattened transitions that enter the update (all but dropped ones)."""
+    if batch.valid is None or batch.valid.all():
+        return slice(None)
+    return torch.from_numpy(batch.valid.reshape(-1))
 
 
 def _evaluation_factory(

@@ -8,7 +8,9 @@ Every training run here takes a few thousand CartPole/Pendulum steps with 2 envs
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import typing
 from pathlib import Path
 
@@ -552,3 +554,82 @@ def test_any_set_is_accepted_or_one_clean_error(monkeypatch, capsys, key, value)
         assert rc == 2
         assert built == []
         one_error_line(err)
+
+
+# -- property: any argument list either works or is one clean error ---------------------
+TOKENS = [
+    "train", "eval", "plot", "compare", "presets", "CartPole-v1", "Pendulum-v1", "Nope-v0",
+    "--steps", "--seed", "--set", "--config", "--env-kwargs", "--run-dir", "--resume",
+    "--overwrite", "--no-preset", "--episodes", "--checkpoint", "--algos", "--seeds", "-o",
+    "512", "0", "-3", "1e9", "x", "max_kl=0.02", "n_envs=2", "n_envs=0", "nope=1", "runs/r",
+    "", "=", "--",
+]  # fmt: skip
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(argv=st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=6)), max_size=7))
+def test_any_argument_list_works_or_is_one_clean_error(monkeypatch, capsys, argv):
+    # Training and comparing are replaced by no-ops: this is about argument handling.
+    monkeypatch.setattr(trpo.cli, "_train", lambda agent, run_dir, args: agent.close() or 0)
+    monkeypatch.setattr("trpo.grid.run_grid", lambda cells, workers: [])
+    monkeypatch.setattr("trpo.compare.write_report", lambda out, cells, command: [])
+    capsys.readouterr()
+
+    rc = main(argv)
+
+    out, err = capsys.readouterr()
+    assert rc in (0, 2), (argv, err)
+    if rc == 2 and err:
+        assert err.count("trpo: error: ") == 1 and "Traceback" not in err, (argv, err)
+        assert len(err.strip().splitlines()) <= 1 or err.startswith("usage:"), (argv, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["train", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "CartPole-v1", "--bogus"], "unrecognized arguments: --bogus"),
+        (["eval"], "the following arguments are required: run_dir"),
+    ],
+)
+def test_argparse_errors_are_one_line(capsys, argv, fragment):
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert fragment in line and "--help" in line
+
+
+def test_run_dir_below_a_file_is_one_clean_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rc = main(["train", "CartPole-v1", "--steps", "512", *TINY, "--run-dir", str(blocker / "r")])
+    assert rc == 2
+    assert "Not a directory" in one_error_line(capsys.readouterr().err)
+    assert blocker.read_text() == "not a directory"
+
+
+def test_full_disk_mid_run_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    argv = ["train", "CartPole-v1", "--steps", "4096", "--run-dir", str(run_dir), "--no-progress"]
+    argv += [*TINY, "checkpoint_every=2"]
+    real_fsync, calls = os.fsync, []
+
+    def fsync_then_full(fd):  # the 3rd checkpoint write finds the disk full
+        calls.append(fd)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_full)
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line and f"trpo train --resume {run_dir}" in line
+    assert not list(run_dir.glob(".*"))  # no temporary file left behind
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert iterations(run_dir) == list(range(1, 9))

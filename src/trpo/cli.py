@@ -32,9 +32,18 @@ class CLIError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        # argparse's own errors (unknown option, bad int, …) in the same one-line form
+        self.exit(2, f"trpo: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed
+        return int(exit_.code or 0)
     args.argv = sys.argv[1:] if argv is None else argv
     if args.command is None:
         parser.print_help()
@@ -67,13 +76,14 @@ def _user_error(err: Exception) -> str | None:
     known = CLIError | ConfigError | EnvError | CheckpointError | UnsupportedSpaceError | GridError
     if isinstance(err, known):
         return str(err)
-    if isinstance(err, OSError) and err.filename:
-        return f"{err.strerror}: {err.filename}"
+    if isinstance(err, OSError):  # unwritable or full disk, missing file, …
+        reason = err.strerror or str(err)
+        return f"{reason}: {err.filename}" if err.filename else reason
     return None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trpo", description="Trust Region Policy Optimization on Gymnasium environments."
     )
     sub = parser.add_subparsers(dest="command")
@@ -259,6 +269,13 @@ def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         agent.learn(progress=not args.no_progress)
+    except OSError as err:
+        if not (run_dir / "last.safetensors").exists():
+            raise
+        raise CLIError(
+            f"{_user_error(err)} (writing {run_dir}); its last checkpoint is intact: fix "
+            f"the cause (e.g. free disk space) and continue with `trpo train --resume {run_dir}`"
+        ) from None
     except KeyboardInterrupt:
         # learn() saved last.safetensors after the last whole iteration (or, after a second
         # Ctrl-C, the periodic checkpoint before it stays).

@@ -118,7 +118,7 @@ def test_compare_refuses_to_mix_runs_of_other_settings(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--algos", "trpo,ppo"], "--algos takes distinct names from vpg,npg,trpo"),
+        (["--algos", "trpo,ppo"], "--algos takes distinct names from vpg,npg,kl_penalty,trpo"),
         (["--algos", "trpo,trpo"], "--algos takes distinct names"),
         (["--seeds", "0"], "--seeds and --workers must be positive"),
         (["--set", "max_kl=-1"], "max_kl"),

@@ -133,7 +133,7 @@ def test_replace_refuses_unknown_key_with_suggestion():
         ("n_envs", "2.5", "an integer"),
         ("max_kl", "small", "a number"),
         ("normalize_obs", "maybe", "true/false"),
-        ("algo", "ppo", "one of trpo, npg, vpg"),
+        ("algo", "ppo", "one of vpg, npg, kl_penalty, trpo"),
         ("policy_hidden", "64,x", "comma-separated integers"),
         ("env_kwargs", "no_equals_sign", "key=value pairs"),
     ],

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from trpo import TRPO
+from trpo import TRPO, trainer
 from trpo.envs import EnvError
 from trpo.update import policy_step
 
@@ -77,25 +77,20 @@ def test_drop_trains_on_with_finite_weights_and_counts_the_drops():
     assert all(torch.isfinite(p).all() for p in agent.value_fn.parameters())
 
 
-def test_nonfinite_gradient_keeps_the_old_parameters_with_a_warning(caplog):
+def test_nonfinite_step_in_training_keeps_the_parameters_with_a_warning(monkeypatch, caplog):
+    # An advantage turned NaN makes g and the step NaN: the step is rejected and logged.
+    def poisoned_step(policy, obs, actions, advantages, old_log_probs, config):
+        advantages = advantages.clone()
+        advantages[3] = math.nan
+        return policy_step(policy, obs, actions, advantages, old_log_probs, config)
+
+    monkeypatch.setattr(trainer, "policy_step", poisoned_step)
     agent = TRPO("CartPole-v1", seed=0, **SETTINGS)
-    batch = agent.collector.collect(128)
-    obs, advantages, _, _ = agent._advantages(batch)
-    advantages[3] = math.nan
     before = [p.detach().clone() for p in agent.policy.parameters()]
-    stats = policy_step(
-        agent.policy,
-        obs,
-        torch.from_numpy(batch.actions.reshape(-1)),
-        advantages,
-        torch.from_numpy(batch.log_probs.reshape(-1)),
-        agent.config,
-    )
-    assert stats.nonfinite and not stats.accepted
+    flags = []
+    with caplog.at_level(logging.WARNING, logger="trpo"):
+        agent.learn(512, callback=lambda stats: flags.append(stats.policy.nonfinite))
+    assert flags == [True, True]
+    assert caplog.text.count("NaN/Inf in the gradient or step") == 2
     for a, b in zip(before, agent.policy.parameters(), strict=True):
         assert torch.equal(a, b)
-
-    with caplog.at_level(logging.WARNING, logger="trpo"):
-        agent._policy_step = lambda *args: stats
-        agent.learn(256)
-    assert "NaN/Inf in the gradient or step" in caplog.text

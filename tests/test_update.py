@@ -84,6 +84,22 @@ def test_npg_and_trpo_share_the_direction():
     torch.testing.assert_close(trpo_step, fraction * npg_step, rtol=1e-4, atol=1e-7)
 
 
+def test_kl_penalty_takes_the_cg_direction_divided_by_c():
+    steps = {}
+    for algo, coef in (("npg", 1.0), ("kl_penalty", 1.0), ("kl_penalty", 0.5)):
+        agent, obs, actions, adv, old_lp = real_batch(
+            "Pendulum-v1", algo=algo, kl_penalty_coef=coef
+        )
+        before = parameters_to_vector(agent.policy.parameters()).clone()
+        policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+        steps[algo, coef] = parameters_to_vector(agent.policy.parameters()) - before
+    npg, penalty = steps["npg", 1.0], steps["kl_penalty", 1.0]
+    scale = torch.dot(penalty, npg) / torch.dot(npg, npg)
+    assert scale > 0
+    torch.testing.assert_close(penalty, scale * npg, rtol=1e-4, atol=1e-7)  # same direction
+    torch.testing.assert_close(steps["kl_penalty", 0.5], 2 * penalty)  # length 1/C
+
+
 def test_vpg_is_a_plain_gradient_step():
     agent, obs, actions, adv, old_lp = real_batch("CartPole-v1", algo="vpg", vpg_lr=0.1)
     params = list(agent.policy.parameters())

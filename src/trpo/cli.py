@@ -26,6 +26,8 @@ from trpo.presets import PRESETS, preset_for
 
 RUNS_ROOT = Path("runs")
 ALGOS = typing.get_args(Algo)
+COMPARED = ("vpg", "npg", "trpo")
+"""`trpo compare`'s default: the comparison TRPO's theory is built on."""
 
 
 class CLIError(Exception):
@@ -126,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("env_id", help="Gymnasium environment id, e.g. CartPole-v1")
     compare.add_argument(
-        "--algos", default=",".join(ALGOS), help="comma-separated, from vpg,npg,trpo"
+        "--algos",
+        default=",".join(COMPARED),
+        help=f"comma-separated, from {','.join(ALGOS)} (default {','.join(COMPARED)})",
     )
     compare.add_argument(
         "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"

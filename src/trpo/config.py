@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Algo = Literal["vpg", "npg", "trpo"]
+Algo = Literal["vpg", "npg", "kl_penalty", "trpo"]
 """From the plain gradient step to the trust region, the order in which they compare."""
 KLDirection = Literal["old_new", "new_old"]
 
@@ -33,7 +33,8 @@ class Config:
     """Keyword arguments passed to `gymnasium.make` for the training and evaluation envs."""
     algo: Algo = "trpo"
     """`trpo` (CG direction + KL line search), `npg` (CG direction, fixed quadratic-model
-    step, KL not enforced) or `vpg` (plain gradient step of size `vpg_lr`)."""
+    step, KL not enforced), `kl_penalty` (maximiser of the quadratic model of
+    L − C·KL, C = `kl_penalty_coef`) or `vpg` (plain gradient step of size `vpg_lr`)."""
     seed: int = 0
     """Seeds Python, NumPy, torch and the environments: same seed, same run, bit for bit."""
     total_steps: int = 100_000
@@ -77,6 +78,8 @@ class Config:
     """Line-search tries before the old parameters are kept."""
     vpg_lr: float = 0.05
     """Step size of the plain gradient step (`algo="vpg"` only)."""
+    kl_penalty_coef: float = 1.0
+    """C of the penalised objective L − C·KL (`algo="kl_penalty"` only): the step H⁻¹g / C."""
 
     policy_hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy MLP."""
@@ -183,6 +186,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
         "cg_iters": c.cg_iters,
         "backtrack_iters": c.backtrack_iters,
         "vpg_lr": c.vpg_lr,
+        "kl_penalty_coef": c.kl_penalty_coef,
         "value_lr": c.value_lr,
         "value_epochs": c.value_epochs,
         "value_minibatch": c.value_minibatch,

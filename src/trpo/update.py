@@ -6,6 +6,8 @@ value-function fit. Paper: Schulman et al., "Trust Region Policy Optimization", 
     Δ  = sqrt(2δ / xᵀHx) · x           (the step whose quadratic-model KL is δ)
     trpo: θ = θk + α^j Δ for the smallest j with exact KL ≤ δ and L improving, else θk
     npg:  θ = θk + Δ                   (no line search: the KL is not enforced)
+    kl_penalty: θ = θk + x / C         (maximises the quadratic model of L − C·KL; the
+                                        theory's penalised form, its KL is not bounded)
     vpg:  θ = θk + lr · g              (plain gradient ascent)
 """
 
@@ -89,7 +91,10 @@ def policy_step(
         fvp = fisher_vector_product(mean_kl(old_dist, new_dist, "old_new"), params, config.damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
-        step = torch.sqrt(2 * config.max_kl / torch.dot(x, hx)) * x
+        if config.algo == "kl_penalty":
+            step = x / config.kl_penalty_coef
+        else:
+            step = torch.sqrt(2 * config.max_kl / torch.dot(x, hx)) * x
         cg_residual, cg_iterations = float(torch.sum((hx - g) ** 2)), cg.iterations
 
     nonfinite = not bool(torch.isfinite(g).all() and torch.isfinite(step).all())
@@ -102,7 +107,7 @@ def policy_step(
         accepted, backtracks = search.accepted, search.backtracks
         improvement, kl = search.improvement, search.kl
         step = search.step_fraction * step
-    else:  # npg and vpg take the step whatever it does to the KL
+    else:  # npg, kl_penalty and vpg take the step whatever it does to the KL
         accepted, backtracks = True, 0
         improvement, kl = evaluate(theta_old + step)
     vector_to_parameters(theta_old + step if accepted else theta_old, params)

@@ -100,6 +100,17 @@ def test_kl_penalty_takes_the_cg_direction_divided_by_c():
     torch.testing.assert_close(steps["kl_penalty", 0.5], 2 * penalty)  # length 1/C
 
 
+def test_fvp_subsample_keeps_the_trust_region():
+    # A Fisher from a quarter of the states gives another direction, but the line search
+    # still checks the exact KL on the whole batch.
+    full_agent, obs, actions, adv, old_lp = real_batch("Pendulum-v1")
+    agent, *_ = real_batch("Pendulum-v1", fvp_subsample=0.25)
+    full = policy_step(full_agent.policy, obs, actions, adv, old_lp, full_agent.config)
+    sub = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    assert sub.accepted and sub.kl <= agent.config.max_kl
+    assert sub.cg_residual != full.cg_residual
+
+
 def test_vpg_is_a_plain_gradient_step():
     agent, obs, actions, adv, old_lp = real_batch("CartPole-v1", algo="vpg", vpg_lr=0.1)
     params = list(agent.policy.parameters())

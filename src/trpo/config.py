@@ -68,6 +68,9 @@ class Config:
     damping: float = 0.1
     """λ in H = F + λI, used by conjugate gradient and in the step size. Raise it if
     CG residuals stay large or steps are rejected often."""
+    fvp_subsample: float = 1.0
+    """Fraction of the batch's states on which the Fisher-vector products are computed
+    (1.0: all). Smaller is faster per CG iteration but changes the algorithm: opt-in."""
     cg_iters: int = 10
     """Conjugate-gradient iterations per update."""
     cg_residual_tol: float = 1e-10
@@ -201,6 +204,8 @@ def _problems(c: Config) -> typing.Iterator[str]:
         value = getattr(c, name)
         if not _finite_number(value) or not 0.0 <= value <= 1.0:
             yield f"{name} must be in [0, 1], got {value!r}"
+    if not _finite_number(c.fvp_subsample) or not 0.0 < c.fvp_subsample <= 1.0:
+        yield f"fvp_subsample must be in (0, 1], got {c.fvp_subsample!r}"
     if not _finite_number(c.backtrack_coef) or not 0.0 < c.backtrack_coef < 1.0:
         yield f"backtrack_coef must be in (0, 1), got {c.backtrack_coef!r}"
     for name in ("damping", "cg_residual_tol", "log_std_init"):

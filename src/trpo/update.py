@@ -88,7 +88,15 @@ def policy_step(
         cg_residual, cg_iterations = math.nan, 0
     else:
         # Either KL direction has the Fisher as its Hessian at θk; build F from KL(old‖new).
-        fvp = fisher_vector_product(mean_kl(old_dist, new_dist, "old_new"), params, config.damping)
+        fisher_old, fisher_new = old_dist, new_dist
+        if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
+            n = obs.shape[0]
+            subset = obs[torch.randperm(n)[: max(1, round(config.fvp_subsample * n))]]
+            with torch.no_grad():
+                fisher_old = policy(subset)
+            fisher_new = policy(subset)
+        kl = mean_kl(fisher_old, fisher_new, "old_new")
+        fvp = fisher_vector_product(kl, params, config.damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":

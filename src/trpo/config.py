@@ -79,8 +79,10 @@ class Config:
     """Line-search shrink factor α: candidate j is θk + α^j · full_step."""
     backtrack_iters: int = 10
     """Line-search tries before the old parameters are kept."""
-    vpg_lr: float = 0.05
-    """Step size of the plain gradient step (`algo="vpg"` only)."""
+    vpg_lr: float = 1.0
+    """Step size of the plain gradient step (`algo="vpg"` only). Chosen by a sweep on
+    CartPole-v1, seeds 100-102: mean training return over 100k steps 42, 154, 363, 441,
+    463, 446, 245 for 0.01, 0.03, 0.1, 0.3, 1, 3, 10 (docs/why-trust-region.md)."""
     kl_penalty_coef: float = 1.0
     """C of the penalised objective L − C·KL (`algo="kl_penalty"` only): the step H⁻¹g / C."""
 

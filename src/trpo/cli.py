@@ -1,4 +1,6 @@
-"""`trpo` command line: train, eval, plot, compare, presets. Maps arguments to the library only."""
+"""`trpo` command line: train, eval, plot, compare, benchmark, presets.
+
+Maps arguments to the library only."""
 
 from __future__ import annotations
 
@@ -142,6 +144,24 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="output directory (default runs/compare-ENV)")
     compare.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
     compare.set_defaults(handler=cmd_compare)
+
+    bench = sub.add_parser(
+        "benchmark",
+        help="train envs x seeds with their presets and tabulate the scores",
+        description="Runs envs x seeds in parallel processes (rerun to complete an "
+        "interrupted grid), then writes results.md, results.json and one ENV.png per env.",
+    )
+    bench.add_argument("envs", help="comma-separated Gymnasium ids, e.g. Hopper-v5,Swimmer-v5")
+    bench.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"
+    )
+    _add_settings_arguments(bench)
+    bench.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)"
+    )
+    bench.add_argument("--out", type=Path, default=RUNS_ROOT / "benchmark", help="output directory")
+    bench.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
+    bench.set_defaults(handler=cmd_benchmark)
 
     presets = sub.add_parser("presets", help="show the tuned presets")
     presets.add_argument("env_id", nargs="?")
@@ -315,23 +335,62 @@ def config_table() -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from trpo.compare import compare_cells, markdown_table, write_report
     from trpo.envs import check_env_id
-    from trpo.grid import run_grid
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = sorted(set(algos) - set(ALGOS))
     if unknown or not algos or len(set(algos)) < len(algos):
         raise CLIError(f"--algos takes distinct names from {','.join(ALGOS)}, got {args.algos!r}")
-    if args.seeds <= 0 or args.workers <= 0:
-        raise CLIError("--seeds and --workers must be positive")
     config = resolve_config(args)
     check_env_id(config.env_id)
-    seeds = list(range(config.seed, config.seed + args.seeds))
+    seeds = _seed_range(config.seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / f"compare-{config.env_id}"
     cells = compare_cells(config, algos, seeds, out)  # validates every seed before any run
+    print(f"{len(cells)} runs ({', '.join(algos)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
+    if not _run_cells(cells, args):
+        return 130
+    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
+    summaries = write_report(out, cells, command)
+    print(markdown_table(summaries, config.max_kl))
+    print(f"wrote {out / 'summary.md'}, {out / 'returns.png'}, {out / 'kl.png'}")
+    return 0
+
+
+# -- benchmark -------------------------------------------------------------------------
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from trpo.benchmark import benchmark_cells, results_table, write_results
+    from trpo.envs import check_env_id
+
+    env_ids = [e.strip() for e in args.envs.split(",") if e.strip()]
+    if not env_ids or len(set(env_ids)) < len(env_ids):
+        raise CLIError(f"benchmark takes distinct comma-separated env ids, got {args.envs!r}")
+    configs = []
+    for env_id in env_ids:  # each env: defaults < its preset < --config < --set < flags
+        check_env_id(env_id)
+        configs.append(resolve_config(argparse.Namespace(**{**vars(args), "env_id": env_id})))
+    seeds = _seed_range(configs[0].seed, args.seeds, args.workers)
+    cells = benchmark_cells(configs, seeds, args.out)
+    print(f"{len(cells)} runs ({', '.join(env_ids)} x seeds {seeds[0]}-{seeds[-1]}) in {args.out}")
+    if not _run_cells(cells, args):
+        return 130
+    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
+    print(results_table(write_results(args.out, cells, command)))
+    print(f"wrote {args.out / 'results.md'} and one PNG per env")
+    return 0
+
+
+def _seed_range(first: int, count: int, workers: int) -> list[int]:
+    if count <= 0 or workers <= 0:
+        raise CLIError("--seeds and --workers must be positive")
+    return list(range(first, first + count))
+
+
+def _run_cells(cells: list, args: argparse.Namespace) -> bool:
+    """Run a grid; False when Ctrl-C stopped it (finished runs stay for the next call)."""
+    from trpo.grid import run_grid
+
     if args.overwrite:
         for cell in cells:
             shutil.rmtree(cell.run_dir, ignore_errors=True)
-    print(f"{len(cells)} runs ({', '.join(algos)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
     try:
         run_grid(cells, args.workers)
     except KeyboardInterrupt:
@@ -339,12 +398,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "\ninterrupted: finished runs are kept; rerun the same command to complete the grid",
             file=sys.stderr,
         )
-        return 130
-    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
-    summaries = write_report(out, cells, command)
-    print(markdown_table(summaries, config.max_kl))
-    print(f"wrote {out / 'summary.md'}, {out / 'returns.png'}, {out / 'kl.png'}")
-    return 0
+        return False
+    return True
 
 
 # -- eval, plot, presets ---------------------------------------------------------------

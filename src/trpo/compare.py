@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from trpo.config import Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
+from trpo.plot import plot_band
 from trpo.trainer import SCORE_WINDOW
 
 
@@ -141,11 +141,7 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
         length = min(len(run) for run in algo_runs)
         steps = np.array([row["steps"] for row in algo_runs[0][:length]])
         returns = np.stack([filled_returns(run)[:length] for run in algo_runs])
-        with warnings.catch_warnings():  # columns before any episode ended are all NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
-        ax_r.plot(steps, mean, color=colour, label=algo)
-        ax_r.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)
+        plot_band(ax_r, steps, returns, colour, algo)
         for seed_index, run in enumerate(algo_runs):
             kl = np.array([row["kl"] for row in run])
             kl_steps = np.array([row["steps"] for row in run])

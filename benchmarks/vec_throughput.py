@@ -1,0 +1,80 @@
+"""Sync vs async vector envs: env steps/s of random actions (the simulator's limit) and of
+trpo's rollout collection (policy forward on every step included), at several n_envs.
+
+    python benchmarks/vec_throughput.py                       # CartPole-v1 and Hopper-v5
+    python benchmarks/vec_throughput.py --envs Hopper-v5 --n-envs 4 8 16
+
+Async runs each env copy in its own subprocess (Gymnasium AsyncVectorEnv); the policy stays
+batched in this process. Rates are medians of --repeats timed windows of --seconds each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from trpo import TRPO
+from trpo.envs import env_factory, make_vector_env
+
+
+def steps_per_second(step: Callable[[], int], seconds: float, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        steps, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            steps += step()
+        rates.append(steps / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def raw_rate(env_id: str, n_envs: int, vec: str, seconds: float, repeats: int) -> float:
+    envs = make_vector_env(env_factory(env_id), n_envs, vec)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+
+    def step() -> int:
+        envs.step(envs.action_space.sample())
+        return n_envs
+
+    try:
+        return steps_per_second(step, seconds, repeats)
+    finally:
+        envs.close()
+
+
+def rollout_rate(env_id: str, n_envs: int, vec: str, seconds: float, repeats: int) -> float:
+    agent = TRPO(env_id, n_envs=n_envs, vec=vec, steps_per_iter=64 * n_envs, eval_every=0)
+    try:
+        return steps_per_second(lambda: agent.collector.collect(64).n_transitions, seconds, repeats)
+    finally:
+        agent.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Hopper-v5"])
+    parser.add_argument("--n-envs", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    print("| env | n_envs | raw sync | raw async | rollout sync | rollout async | async/sync |")
+    print("|---|---|---|---|---|---|---|")
+    for env_id in args.envs:
+        for n in args.n_envs:
+            raw = {v: raw_rate(env_id, n, v, args.seconds, args.repeats) for v in ("sync", "async")}
+            roll = {
+                v: rollout_rate(env_id, n, v, args.seconds, args.repeats) for v in ("sync", "async")
+            }
+            print(
+                f"| {env_id} | {n} | {raw['sync']:,.0f} | {raw['async']:,.0f} "
+                f"| {roll['sync']:,.0f} | {roll['async']:,.0f} "
+                f"| {roll['async'] / roll['sync']:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

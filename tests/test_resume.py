@@ -121,3 +121,26 @@ def test_env_without_saveable_state_resumes_with_new_episodes(tmp_path, caplog):
     assert resumed.collector._episode_length.tolist() == [0, 0]
     resumed.learn(128)
     assert resumed.steps == 128
+
+
+def test_api_resume_continues_the_metrics_csv(tmp_path):
+    # A run that fails after writing iteration 5's row, whose last checkpoint is from
+    # iteration 4 and whose CSV ends in a row cut short: the resumed run rewrites 5 and
+    # goes on, every iteration exactly once.
+    settings = {**SETTINGS, "eval_every": 0, "checkpoint_every": 2, "tensorboard": False}
+    agent = TRPO("CartPole-v1", seed=1, run_dir=tmp_path, **settings)
+
+    def fail_at_five(stats):
+        if stats.iteration == 5:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        agent.learn(10 * 512, callback=fail_at_five)
+    agent.close()
+    with (tmp_path / "metrics.csv").open("a") as f:
+        f.write("6,3072,1")  # a row the crash cut short
+    resumed = TRPO.load(tmp_path / "last.safetensors", run_dir=tmp_path)
+    assert resumed.iteration == 4
+    resumed.learn(8 * 512)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(1, 9))

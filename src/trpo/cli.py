@@ -272,19 +272,8 @@ def _resume(args: argparse.Namespace) -> int:
     agent = TRPO.load(checkpoint, run_dir=run_dir)
     if args.steps is not None:
         agent.config = agent.config.replace(total_steps=args.steps)
-    _truncate_metrics(run_dir, agent.iteration)
     print(f"resuming {run_dir} at iteration {agent.iteration}, step {agent.steps:,}")
     return _train(agent, run_dir, args)
-
-
-def _truncate_metrics(run_dir: Path, iteration: int) -> None:
-    """Drop metric rows written after the checkpoint, so the resumed CSV has no duplicates."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= iteration]
-    path.write_text("".join(kept))
 
 
 def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:

@@ -16,11 +16,19 @@ METRICS_FILE = "metrics.csv"
 
 
 class CSVLog:
-    """Appends one row per iteration; flushed after each row so a crash loses nothing."""
+    """Appends one row per iteration; flushed after each row so a crash loses nothing.
 
-    def __init__(self, path: Path, columns: list[str]):
+    Reopening a run's CSV at ``iteration`` (a resumed run) first drops the rows written
+    after it, so the file has every iteration exactly once."""
+
+    def __init__(self, path: Path, columns: list[str], iteration: int = 0):
         self.path = path
         self.columns = columns
+        if path.exists():
+            lines = path.read_text().splitlines(keepends=True)
+            kept = lines[:1] + [row for row in lines[1:] if _row_iteration(row) <= iteration]
+            if len(kept) < len(lines):
+                path.write_text("".join(kept))
         new = not path.exists() or path.stat().st_size == 0
         self._file = path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
@@ -34,6 +42,12 @@ class CSVLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _row_iteration(line: str) -> float:
+    """A row's iteration; infinite for a row cut short by a crash (dropped on reopening)."""
+    first = line.split(",", 1)[0]
+    return int(first) if line.endswith("\n") and first.isdigit() else math.inf
 
 
 def _fmt(value: Any) -> Any:

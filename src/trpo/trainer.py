@@ -511,7 +511,7 @@ class _RunOutputs:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(agent.config.to_json())
         (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
-        self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns())
+        self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns(), agent.iteration)
         self.tensorboard = TensorBoardLog(self.dir / "tb") if agent.config.tensorboard else None
 
     def write(self, stats: IterationStats) -> None:

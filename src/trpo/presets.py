@@ -12,9 +12,11 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     # The defaults solve CartPole-v1 (500) within 100k steps.
     "CartPole-v1": {},
-    # Chosen on seeds 105-109 (scores -150, -171, -157, -148, -203 at 100k steps).
-    # Reward scaling and a smaller initial std matter most; larger batches give steadier
-    # steps, and a shorter horizon helps the value function with large negative rewards.
+    # Chosen on seeds 100-109 (scores -160 -138 -124 -128 -156 -123 -148 -135 -136 -138 at
+    # 100k steps). Reward scaling, a smaller initial std and a value function fitted harder
+    # (20 epochs of 128 at lr 3e-3) matter most; large batches keep the steps steady.
+    # Evaluating every 2 iterations keeps the score's window (the last 5 evaluations) at the
+    # last ~20k steps, as the defaults do for CartPole, instead of the last half of the run.
     "Pendulum-v1": {
         "gamma": 0.95,
         "gae_lambda": 0.95,
@@ -22,6 +24,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_kl": 0.02,
         "normalize_reward": True,
         "log_std_init": -0.5,
+        "value_epochs": 20,
+        "value_minibatch": 128,
+        "value_lr": 3e-3,
+        "eval_every": 2,
     },
 }
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trpo.config import Config
+from trpo.config import Algo, Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.plot import plot_band
@@ -136,12 +137,13 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
 
     fig_r, ax_r = plt.subplots(figsize=(8, 4.5))
     fig_k, ax_k = plt.subplots(figsize=(8, 4.5))
-    for index, (algo, algo_runs) in enumerate(runs.items()):
-        colour = f"C{index}"
+    for algo, algo_runs in runs.items():
+        colour = f"C{typing.get_args(Algo).index(algo)}"  # each algo keeps its colour
         length = min(len(run) for run in algo_runs)
         steps = np.array([row["steps"] for row in algo_runs[0][:length]])
         returns = np.stack([filled_returns(run)[:length] for run in algo_runs])
-        plot_band(ax_r, steps, returns, colour, algo)
+        # NPG dashed: where TRPO's line search never shortens a step the two coincide.
+        plot_band(ax_r, steps, returns, colour, algo, "--" if algo == "npg" else "-")
         for seed_index, run in enumerate(algo_runs):
             kl = np.array([row["kl"] for row in run])
             kl_steps = np.array([row["steps"] for row in run])
@@ -152,6 +154,7 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
                 color=colour,
                 alpha=0.6,
                 linewidth=1,
+                linestyle="--" if algo == "npg" else "-",
                 label=algo if seed_index == 0 else None,
             )
     ax_k.axhline(config.max_kl, color="black", linestyle="--", linewidth=1, label="δ (max_kl)")

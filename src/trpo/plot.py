@@ -46,10 +46,12 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
     return output
 
 
-def plot_band(ax, steps: np.ndarray, values: np.ndarray, colour: str, label: str) -> None:
+def plot_band(
+    ax, steps: np.ndarray, values: np.ndarray, colour: str, label: str, linestyle: str = "-"
+) -> None:
     """Mean ± std over the rows of ``values`` (one row per seed; NaN = no value there)."""
     with warnings.catch_warnings():  # a column that is all NaN has no mean: left blank
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-    ax.plot(steps, mean, color=colour, label=label)
+    ax.plot(steps, mean, color=colour, label=label, linestyle=linestyle)
     ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)

@@ -142,8 +142,10 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
         length = min(len(run) for run in algo_runs)
         steps = np.array([row["steps"] for row in algo_runs[0][:length]])
         returns = np.stack([filled_returns(run)[:length] for run in algo_runs])
-        # NPG dashed: where TRPO's line search never shortens a step the two coincide.
-        plot_band(ax_r, steps, returns, colour, algo, "--" if algo == "npg" else "-")
+        # NPG dashed and on top: where TRPO's line search never shortens a step the two
+        # curves coincide.
+        style = {"linestyle": "--", "zorder": 3} if algo == "npg" else {}
+        plot_band(ax_r, steps, returns, colour, algo, **style)
         for seed_index, run in enumerate(algo_runs):
             kl = np.array([row["kl"] for row in run])
             kl_steps = np.array([row["steps"] for row in run])
@@ -154,8 +156,8 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
                 color=colour,
                 alpha=0.6,
                 linewidth=1,
-                linestyle="--" if algo == "npg" else "-",
                 label=algo if seed_index == 0 else None,
+                **style,
             )
     ax_k.axhline(config.max_kl, color="black", linestyle="--", linewidth=1, label="δ (max_kl)")
     ax_k.set_yscale("log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,11 +48,12 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
 
 
 def plot_band(
-    ax, steps: np.ndarray, values: np.ndarray, colour: str, label: str, linestyle: str = "-"
+    ax, steps: np.ndarray, values: np.ndarray, colour: str, label: str, **line: Any
 ) -> None:
-    """Mean ± std over the rows of ``values`` (one row per seed; NaN = no value there)."""
+    """Mean ± std over the rows of ``values`` (one row per seed; NaN = no value there);
+    ``line``: more matplotlib arguments for the mean's line."""
     with warnings.catch_warnings():  # a column that is all NaN has no mean: left blank
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-    ax.plot(steps, mean, color=colour, label=label, linestyle=linestyle)
+    ax.plot(steps, mean, color=colour, label=label, **line)
     ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2)

@@ -123,10 +123,11 @@ def test_env_without_saveable_state_resumes_with_new_episodes(tmp_path, caplog):
     assert resumed.steps == 128
 
 
-def test_api_resume_continues_the_metrics_csv(tmp_path):
+@pytest.mark.parametrize("damage", ["row cut short", "csv deleted"])
+def test_api_resume_continues_the_metrics_csv(tmp_path, damage):
     # A run that fails after writing iteration 5's row, whose last checkpoint is from
-    # iteration 4 and whose CSV ends in a row cut short: the resumed run rewrites 5 and
-    # goes on, every iteration exactly once.
+    # iteration 4, and whose CSV a crash damaged: the resumed run rewrites the CSV from the
+    # rows the checkpoint holds and goes on, every iteration exactly once.
     settings = {**SETTINGS, "eval_every": 0, "checkpoint_every": 2, "tensorboard": False}
     agent = TRPO("CartPole-v1", seed=1, run_dir=tmp_path, **settings)
 
@@ -137,10 +138,14 @@ def test_api_resume_continues_the_metrics_csv(tmp_path):
     with pytest.raises(RuntimeError):
         agent.learn(10 * 512, callback=fail_at_five)
     agent.close()
-    with (tmp_path / "metrics.csv").open("a") as f:
-        f.write("6,3072,1")  # a row the crash cut short
+    if damage == "row cut short":
+        with (tmp_path / "metrics.csv").open("a") as f:
+            f.write("6,3072,1")
+    else:
+        (tmp_path / "metrics.csv").unlink()
     resumed = TRPO.load(tmp_path / "last.safetensors", run_dir=tmp_path)
     assert resumed.iteration == 4
     resumed.learn(8 * 512)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(1, 9))
+    assert len(resumed.metrics) == 8 and resumed.metrics[3]["iteration"] == 4

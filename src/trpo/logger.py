@@ -18,23 +18,18 @@ METRICS_FILE = "metrics.csv"
 class CSVLog:
     """Appends one row per iteration; flushed after each row so a crash loses nothing.
 
-    Reopening a run's CSV at ``iteration`` (a resumed run) first drops the rows written
-    after it, so the file has every iteration exactly once."""
+    Opening writes the header and ``rows`` (those a resumed run's checkpoint holds), so
+    the file has every iteration exactly once, whatever a crash left in it."""
 
-    def __init__(self, path: Path, columns: list[str], iteration: int = 0):
+    def __init__(self, path: Path, columns: list[str], rows: list[dict[str, Any]] = ()):
         self.path = path
         self.columns = columns
-        if path.exists():
-            lines = path.read_text().splitlines(keepends=True)
-            kept = lines[:1] + [row for row in lines[1:] if _row_iteration(row) <= iteration]
-            if len(kept) < len(lines):
-                path.write_text("".join(kept))
-        new = not path.exists() or path.stat().st_size == 0
-        self._file = path.open("a", newline="")
+        self._file = path.open("w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
-        if new:
-            self._writer.writeheader()
-            self._file.flush()
+        self._writer.writeheader()
+        for row in rows:
+            self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
+        self._file.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
@@ -42,12 +37,6 @@ class CSVLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _row_iteration(line: str) -> float:
-    """A row's iteration; infinite for a row cut short by a crash (dropped on reopening)."""
-    first = line.split(",", 1)[0]
-    return int(first) if line.endswith("\n") and first.isdigit() else math.inf
 
 
 def _fmt(value: Any) -> Any:

@@ -186,6 +186,8 @@ class TRPO:
         self.steps = 0
         self.episodes = 0
         self.evaluations: list[tuple[int, float]] = []  # (steps, mean eval return)
+        self.metrics: list[dict[str, Any]] = []
+        """Every iteration's `IterationStats.row()` (metrics.csv's rows), kept in checkpoints."""
         self.best_eval = -math.inf
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._evaluator: Evaluator | None = None
@@ -219,8 +221,9 @@ class TRPO:
             with _InterruptAfterIteration() as interrupt:
                 while self.steps < total and not interrupt.requested:
                     stats = self._iteration(n_steps, start)
+                    self.metrics.append(stats.row())
                     if outputs is not None:
-                        outputs.write(stats)
+                        outputs.write(stats, self.metrics[-1])
                     if bar is not None:
                         bar.update(self.steps, stats.fps, stats.episode_return, stats.policy.kl)
                     if callback is not None and callback(stats) is False:
@@ -401,6 +404,7 @@ class TRPO:
                 "episodes": self.episodes,
             },
             "evaluations": self.evaluations,
+            "metrics": self.metrics,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
             "obs_norm_count": norm.count,
             "return_norm_count": returns.count,
@@ -487,6 +491,9 @@ class TRPO:
             int(counters["episodes"]),
         )
         self.evaluations = [(int(s), float(r)) for s, r in meta["evaluations"]]
+        self.metrics = [dict(row) for row in meta["metrics"]]
+        if len(self.metrics) != self.iteration:
+            raise ValueError(f"{len(self.metrics)} metric rows for {self.iteration} iterations")
         self.best_eval = -math.inf if meta["best_eval"] is None else float(meta["best_eval"])
         set_rng_state(checkpoint.tensors, meta["rng"])
         if not self.collector.restore(meta["collector"]):
@@ -511,11 +518,10 @@ class _RunOutputs:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(agent.config.to_json())
         (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
-        self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns(), agent.iteration)
+        self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns(), agent.metrics)
         self.tensorboard = TensorBoardLog(self.dir / "tb") if agent.config.tensorboard else None
 
-    def write(self, stats: IterationStats) -> None:
-        row = stats.row()
+    def write(self, stats: IterationStats, row: dict[str, Any]) -> None:
         self.csv.write(row)
         if self.tensorboard is not None:
             self.tensorboard.write(row, stats.steps)

@@ -1,6 +1,7 @@
 """A grid of independent training runs (algorithms × seeds × envs) run in parallel
 processes. Resumable: a cell whose run directory holds a final checkpoint is skipped, an
-unfinished one starts over, so rerunning the same command completes the grid."""
+unfinished one continues from its last checkpoint (exactly, see `trpo.env_state`), so
+rerunning the same command completes the grid with the results it would have had."""
 
 from __future__ import annotations
 
@@ -31,13 +32,14 @@ class Cell:
     def finished(self) -> bool:
         return (self.run_dir / FINAL_CHECKPOINT).exists()
 
+    def saved_config(self) -> Config | None:
+        path = self.run_dir / "config.json"
+        return Config.from_dict(json.loads(path.read_text())) if path.exists() else None
+
     def check_settings(self) -> None:
         """Refuse to reuse a finished run trained with other settings than this cell's."""
-        saved_path = self.run_dir / "config.json"
-        if not self.finished or not saved_path.exists():
-            return
-        saved = Config.from_dict(json.loads(saved_path.read_text()))
-        if saved != self.config:
+        saved = self.saved_config() if self.finished else None
+        if saved is not None and saved != self.config:
             differ = [
                 f"{k}={v!r} (now {self.config.to_dict()[k]!r})"
                 for k, v in saved.to_dict().items()
@@ -57,18 +59,35 @@ class CellResult:
 
 
 def run_cell(cell: Cell) -> CellResult:
-    """Train one cell to completion in its run directory (starting over if unfinished)."""
+    """Train one cell to completion in its run directory, continuing an interrupted run
+    of the same settings from its last checkpoint."""
     from trpo.trainer import TRPO
 
     started = time.perf_counter()
-    if cell.run_dir.exists():
-        shutil.rmtree(cell.run_dir)
-    agent = TRPO(config=cell.config, run_dir=cell.run_dir)
+    agent = _continued(cell)
+    if agent is None:
+        shutil.rmtree(cell.run_dir, ignore_errors=True)
+        agent = TRPO(config=cell.config, run_dir=cell.run_dir)
     try:
         agent.learn()
     finally:
         agent.close()
     return CellResult(cell, agent.score, time.perf_counter() - started)
+
+
+def _continued(cell: Cell):
+    """The cell's interrupted run, loaded from its last checkpoint, if it has one of the
+    cell's settings that loads."""
+    from trpo.checkpoint import CheckpointError
+    from trpo.trainer import TRPO
+
+    last = cell.run_dir / "last.safetensors"
+    try:
+        if last.exists() and cell.saved_config() == cell.config:
+            return TRPO.load(last, run_dir=cell.run_dir)
+    except (CheckpointError, ValueError):  # unreadable: the run starts over
+        pass
+    return None
 
 
 def run_grid(cells: list[Cell], workers: int, report: Callable[[str], None] = print) -> list[Cell]:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from trpo import TRPO
+from trpo.checkpoint import CheckpointError
 from trpo.env_state import capture, restore
 
 SETTINGS = {"n_envs": 2, "steps_per_iter": 512, "eval_every": 2, "eval_episodes": 2}
@@ -115,6 +116,9 @@ def test_env_without_saveable_state_resumes_with_new_episodes(tmp_path, caplog):
     assert agent.collector._episode_length.tolist() == [32, 32]
     assert agent.collector.state()["envs"] is None
     agent.save(tmp_path / "run.safetensors")
+    assert agent.config.env_id == "custom"  # no registered id: the run does not claim one
+    with pytest.raises(CheckpointError, match="pass it as TRPO.load"):
+        TRPO.load(tmp_path / "run.safetensors")
 
     resumed = TRPO.load(tmp_path / "run.safetensors", env=CountingEnv)
     assert "starts new episodes" in caplog.text

@@ -28,7 +28,8 @@ class Config:
     """Hyperparameters of a run. Defaults follow the paper and solve CartPole-v1."""
 
     env_id: str = "CartPole-v1"
-    """Gymnasium id of the training environment (informational when an env object is given)."""
+    """Gymnasium id of the training environment. With an env object or factory: the id in
+    its spec, or `custom` when it has none."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to `gymnasium.make` for the training and evaluation envs."""
     algo: Algo = "trpo"

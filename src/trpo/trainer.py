@@ -60,6 +60,8 @@ log = logging.getLogger("trpo")
 
 SCORE_WINDOW = 5
 """The run's score is the mean of its last this-many evaluations."""
+CUSTOM_ENV_ID = "custom"
+"""`Config.env_id` of a run on an env without a registered Gymnasium id."""
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episodes start from reset seeds apart from the training envs' seeds."""
 
@@ -144,15 +146,16 @@ class TRPO:
             env = config.env_id
         elif isinstance(env, str):
             config = config.replace(env_id=env)
-        elif isinstance(env, gym.Env) and env.spec is not None:
-            config = config.replace(env_id=env.spec.id)
-        self.config = config
         torch.set_num_threads(config.torch_threads)
         seed_everything(config.seed)
 
         factory = env_factory(env, config.env_kwargs)
         self._eval_factory = _evaluation_factory(env, factory)
         self.envs = make_vector_env(factory, config.n_envs, config.vec)
+        if not isinstance(env, str | None):  # an env object or factory: name what it built
+            spec = self.envs.get_attr("spec")[0]
+            config = config.replace(env_id=spec.id if spec is not None else CUSTOM_ENV_ID)
+        self.config = config
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self.encoder = ObservationEncoder(self.observation_space)
@@ -430,6 +433,12 @@ class TRPO:
         the checkpoint's env id; its spaces must match the checkpoint's."""
         checkpoint = load_checkpoint(path)
         meta = checkpoint.meta
+        saved = meta.get("config")
+        if env is None and isinstance(saved, dict) and saved.get("env_id") == CUSTOM_ENV_ID:
+            raise CheckpointError(
+                f"{path} was trained on an env without a Gymnasium id: pass it as "
+                "TRPO.load(path, env=...) (an id, a factory or an instance)"
+            )
         try:
             config = Config.from_dict(meta["config"]).replace(**overrides)
             obs_space = space_from_dict(meta["observation_space"])

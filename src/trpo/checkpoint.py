@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _META_KEY = "trpo"
 
 

@@ -79,7 +79,10 @@ def play(agent, episodes: int, seed: int, render: bool, video_dir: Path | None) 
         try:
             import moviepy  # noqa: F401 - RecordVideo needs it
         except ImportError:
-            raise EnvError("recording video needs moviepy: pip install moviepy") from None
+            raise EnvError(
+                "recording video needs moviepy: pip install -c constraints.txt -e '.[video]' "
+                "(or pip install moviepy)"
+            ) from None
         env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True)
     returns, lengths = [], []
     try:

@@ -134,15 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(COMPARED),
         help=f"comma-separated, from {','.join(ALGOS)} (default {','.join(COMPARED)})",
     )
-    compare.add_argument(
-        "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"
-    )
-    _add_settings_arguments(compare)
-    compare.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)"
-    )
-    compare.add_argument("--out", type=Path, help="output directory (default runs/compare-ENV)")
-    compare.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
+    _add_grid_arguments(compare, "output directory (default runs/compare-ENV)")
     compare.set_defaults(handler=cmd_compare)
 
     bench = sub.add_parser(
@@ -152,15 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "interrupted grid), then writes results.md, results.json and one ENV.png per env.",
     )
     bench.add_argument("envs", help="comma-separated Gymnasium ids, e.g. Hopper-v5,Swimmer-v5")
-    bench.add_argument(
-        "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"
-    )
-    _add_settings_arguments(bench)
-    bench.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)"
-    )
-    bench.add_argument("--out", type=Path, default=RUNS_ROOT / "benchmark", help="output directory")
-    bench.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
+    _add_grid_arguments(bench, "output directory (default runs/benchmark)")
     bench.set_defaults(handler=cmd_benchmark)
 
     presets = sub.add_parser("presets", help="show the tuned presets")
@@ -184,6 +168,19 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         **key_values,
     )
     parser.add_argument("--no-preset", action="store_true", help="ignore the env's tuned preset")
+
+
+def _add_grid_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The options of the commands that run a grid of runs (compare, benchmark)."""
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)"
+    )
+    _add_settings_arguments(parser)
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)"
+    )
+    parser.add_argument("--out", type=Path, help=out_help)
+    parser.add_argument("--overwrite", action="store_true", help="retrain finished runs too")
 
 
 # -- train -----------------------------------------------------------------------------
@@ -357,13 +354,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         check_env_id(env_id)
         configs.append(resolve_config(argparse.Namespace(**{**vars(args), "env_id": env_id})))
     seeds = _seed_range(configs[0].seed, args.seeds, args.workers)
-    cells = benchmark_cells(configs, seeds, args.out)
-    print(f"{len(cells)} runs ({', '.join(env_ids)} x seeds {seeds[0]}-{seeds[-1]}) in {args.out}")
+    out = args.out or RUNS_ROOT / "benchmark"
+    cells = benchmark_cells(configs, seeds, out)
+    print(f"{len(cells)} runs ({', '.join(env_ids)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
     if not _run_cells(cells, args):
         return 130
     command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
-    print(results_table(write_results(args.out, cells, command)))
-    print(f"wrote {args.out / 'results.md'} and one PNG per env")
+    print(results_table(write_results(out, cells, command)))
+    print(f"wrote {out / 'results.md'} and one PNG per env")
     return 0
 
 

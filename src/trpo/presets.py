@@ -29,6 +29,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "value_lr": 3e-3,
         "eval_every": 2,
     },
+    # Chosen on seeds 100-102 at 1M steps (scores 942, 1000, 1000; the defaults scored 2,
+    # 431, 28). Every episode reaches the 1000-step limit within ~20k steps; after that the
+    # advantages are mostly noise, and with δ = 0.01 the δ-sized steps make the policy drift.
+    "InvertedPendulum-v5": {"max_kl": 0.002},
 }
 
 

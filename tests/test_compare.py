@@ -15,9 +15,10 @@ import torch
 
 from trpo.checkpoint import load_checkpoint
 from trpo.cli import main
-from trpo.compare import filled_returns, largest_drop, run_score, summarize
+from trpo.compare import filled_returns, largest_drop, summarize
 from trpo.config import Config
 from trpo.grid import Cell, run_grid
+from trpo.trainer import run_score
 
 NAN = math.nan
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trpo.compare import run_score
 from trpo.config import Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.plot import plot_band
+from trpo.trainer import run_score
 
 
 def benchmark_cells(configs: list[Config], seeds: list[int], out: Path) -> list[Cell]:

@@ -22,7 +22,7 @@ from trpo.config import Algo, Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.plot import plot_band
-from trpo.trainer import SCORE_WINDOW
+from trpo.trainer import run_score
 
 
 def compare_cells(config: Config, algos: list[str], seeds: list[int], out: Path) -> list[Cell]:
@@ -58,11 +58,6 @@ def filled_returns(rows: list[dict[str, float]]) -> np.ndarray:
         if math.isnan(returns[i]):
             returns[i] = returns[i - 1]
     return returns
-
-
-def run_score(rows: list[dict[str, float]]) -> float:
-    evals = [row["eval_return"] for row in rows if not math.isnan(row["eval_return"])]
-    return float(np.mean(evals[-SCORE_WINDOW:])) if evals else math.nan
 
 
 def largest_drop(returns: np.ndarray) -> float:

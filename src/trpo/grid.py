@@ -40,10 +40,9 @@ class Cell:
         """Refuse to reuse a finished run trained with other settings than this cell's."""
         saved = self.saved_config() if self.finished else None
         if saved is not None and saved != self.config:
+            now = self.config.to_dict()
             differ = [
-                f"{k}={v!r} (now {self.config.to_dict()[k]!r})"
-                for k, v in saved.to_dict().items()
-                if self.config.to_dict()[k] != v
+                f"{k}={v!r} (now {now[k]!r})" for k, v in saved.to_dict().items() if now[k] != v
             ]
             raise GridError(
                 f"{self.run_dir} holds a finished run with other settings: {', '.join(differ)}; "
@@ -78,14 +77,13 @@ def run_cell(cell: Cell) -> CellResult:
 def _continued(cell: Cell):
     """The cell's interrupted run, loaded from its last checkpoint, if it has one of the
     cell's settings that loads."""
-    from trpo.checkpoint import CheckpointError
     from trpo.trainer import TRPO
 
     last = cell.run_dir / "last.safetensors"
     try:
         if last.exists() and cell.saved_config() == cell.config:
             return TRPO.load(last, run_dir=cell.run_dir)
-    except (CheckpointError, ValueError):  # unreadable: the run starts over
+    except ValueError:  # CheckpointError or ConfigError: unreadable, the run starts over
         pass
     return None
 

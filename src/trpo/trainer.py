@@ -115,6 +115,13 @@ class IterationStats:
 Callback = Callable[[IterationStats], bool | None]
 
 
+def run_score(rows: list[dict[str, Any]]) -> float:
+    """A run's score from its metrics rows: the mean of its last `SCORE_WINDOW` evaluation
+    returns (NaN before any)."""
+    evals = [row["eval_return"] for row in rows if not math.isnan(row["eval_return"])]
+    return float(np.mean(evals[-SCORE_WINDOW:])) if evals else math.nan
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -188,7 +195,6 @@ class TRPO:
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
-        self.evaluations: list[tuple[int, float]] = []  # (steps, mean eval return)
         self.metrics: list[dict[str, Any]] = []
         """Every iteration's `IterationStats.row()` (metrics.csv's rows), kept in checkpoints."""
         self.best_eval = -math.inf
@@ -307,9 +313,7 @@ class TRPO:
         every = self.config.eval_every
         if every == 0 or self.iteration % every:
             return None
-        result = self.evaluate(self.config.eval_episodes)
-        self.evaluations.append((self.steps, result.mean))
-        return result
+        return self.evaluate(self.config.eval_episodes)
 
     def _stats(
         self,
@@ -361,10 +365,18 @@ class TRPO:
         return self._evaluator.run(self.policy, self.encoder, self.normalizer, seed)
 
     @property
+    def evaluations(self) -> list[tuple[int, float]]:
+        """(steps, mean evaluation return) of every periodic evaluation so far."""
+        return [
+            (int(row["steps"]), row["eval_return"])
+            for row in self.metrics
+            if not math.isnan(row["eval_return"])
+        ]
+
+    @property
     def score(self) -> float:
         """Mean of the last `SCORE_WINDOW` evaluation returns (NaN before any)."""
-        recent = [r for _, r in self.evaluations[-SCORE_WINDOW:]]
-        return float(np.mean(recent)) if recent else math.nan
+        return run_score(self.metrics)
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for raw observation(s), as the env accepts them. Takes one observation
@@ -406,7 +418,6 @@ class TRPO:
                 "steps": self.steps,
                 "episodes": self.episodes,
             },
-            "evaluations": self.evaluations,
             "metrics": self.metrics,
             "best_eval": self.best_eval if math.isfinite(self.best_eval) else None,
             "obs_norm_count": norm.count,
@@ -499,7 +510,6 @@ class TRPO:
             int(counters["steps"]),
             int(counters["episodes"]),
         )
-        self.evaluations = [(int(s), float(r)) for s, r in meta["evaluations"]]
         self.metrics = [dict(row) for row in meta["metrics"]]
         if len(self.metrics) != self.iteration:
             raise ValueError(f"{len(self.metrics)} metric rows for {self.iteration} iterations")

@@ -334,8 +334,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{len(cells)} runs ({', '.join(algos)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
     if not _run_cells(cells, args):
         return 130
-    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
-    summaries = write_report(out, cells, command)
+    summaries = write_report(out, cells, _command(args))
     print(markdown_table(summaries, config.max_kl))
     print(f"wrote {out / 'summary.md'}, {out / 'returns.png'}, {out / 'kl.png'}")
     return 0
@@ -359,10 +358,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"{len(cells)} runs ({', '.join(env_ids)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
     if not _run_cells(cells, args):
         return 130
-    command = "trpo " + " ".join(shlex.quote(a) for a in args.argv)
-    print(results_table(write_results(out, cells, command)))
+    print(results_table(write_results(out, cells, _command(args))))
     print(f"wrote {out / 'results.md'} and one PNG per env")
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line as typed, for the reports."""
+    return "trpo " + " ".join(shlex.quote(a) for a in args.argv)
 
 
 def _seed_range(first: int, count: int, workers: int) -> list[int]:

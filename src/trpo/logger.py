@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,15 @@ class CSVLog:
     Opening writes the header and ``rows`` (those a resumed run's checkpoint holds), so
     the file has every iteration exactly once, whatever a crash left in it."""
 
-    def __init__(self, path: Path, columns: list[str], rows: list[dict[str, Any]] = ()):
+    def __init__(self, path: Path, columns: list[str], rows: Sequence[dict[str, Any]] = ()):
         self.path = path
         self.columns = columns
         self._file = path.open("w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
         self._writer.writeheader()
-        for row in rows:
-            self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
         self._file.flush()
+        for row in rows:
+            self.write(row)
 
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _fmt(row[k]) for k in self.columns})

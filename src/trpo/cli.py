@@ -73,11 +73,20 @@ def _one_line(message: str) -> str:
 
 def _user_error(err: Exception) -> str | None:
     from trpo.checkpoint import CheckpointError
+    from trpo.distributed import BackendError
     from trpo.envs import EnvError
     from trpo.grid import GridError
     from trpo.policies import UnsupportedSpaceError
 
-    known = CLIError | ConfigError | EnvError | CheckpointError | UnsupportedSpaceError | GridError
+    known = (
+        CLIError
+        | ConfigError
+        | EnvError
+        | CheckpointError
+        | UnsupportedSpaceError
+        | GridError
+        | BackendError
+    )
     if isinstance(err, known):
         return str(err)
     if isinstance(err, OSError):  # unwritable or full disk, missing file, …
@@ -103,6 +112,18 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    train.add_argument(
+        "--vec", choices=("sync", "async"), help="step the envs in this process or in subprocesses"
+    )
+    train.add_argument(
+        "--backend", choices=("local", "ray"), help="collect rollouts here or on Ray actors"
+    )
+    train.add_argument(
+        "--workers", dest="ray_workers", type=int, help="Ray actors collecting rollouts (Ray only)"
+    )
+    train.add_argument(
+        "--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)"
+    )
     train.add_argument("--help-config", action="store_true", help="list every setting and exit")
     train.set_defaults(handler=cmd_train)
 
@@ -184,6 +205,11 @@ def _add_grid_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 # -- train -----------------------------------------------------------------------------
+EXECUTION_FLAGS = ("vec", "backend", "ray_workers", "ray_address")
+"""`trpo train` flags for settings that decide where a run executes, not its results: a
+resumed run may change them."""
+
+
 def resolve_config(args: argparse.Namespace) -> Config:
     """defaults < env preset < --config file < --set < --steps/--seed/--env-kwargs."""
     config = Config(env_id=args.env_id)
@@ -203,9 +229,15 @@ def resolve_config(args: argparse.Namespace) -> Config:
         direct["total_steps"] = args.steps
     if args.seed is not None:
         direct["seed"] = args.seed
+    direct.update(_execution_settings(args))
     if args.env_kwargs:
         direct["env_kwargs"] = {**config.env_kwargs, **dict(parse_key_values(args.env_kwargs))}
     return config.replace(**direct)
+
+
+def _execution_settings(args: argparse.Namespace) -> dict[str, Any]:
+    given = {name: getattr(args, name, None) for name in EXECUTION_FLAGS}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -260,13 +292,13 @@ def _resume(args: argparse.Namespace) -> int:
     ]
     if ignored:
         raise CLIError(
-            f"--resume continues {run_dir} with its saved settings; only --steps may change "
-            f"them, not {', '.join(ignored)}"
+            f"--resume continues {run_dir} with its saved settings; only --steps, --vec, "
+            f"--backend, --workers and --ray-address may change them, not {', '.join(ignored)}"
         )
     checkpoint = run_dir / "last.safetensors"
     if not checkpoint.exists():
         raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
-    agent = TRPO.load(checkpoint, run_dir=run_dir)
+    agent = TRPO.load(checkpoint, run_dir=run_dir, **_execution_settings(args))
     if args.steps is not None:
         agent.config = agent.config.replace(total_steps=args.steps)
     print(f"resuming {run_dir} at iteration {agent.iteration}, step {agent.steps:,}")

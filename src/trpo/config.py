@@ -46,6 +46,15 @@ class Config:
     vec: Literal["sync", "async"] = "sync"
     """`sync` steps the copies in this process; `async` in subprocesses (worth it only
     when one env step costs much more than a policy forward, e.g. heavy simulators)."""
+    backend: Literal["local", "ray"] = "local"
+    """Where rollouts run: `local` in this process, `ray` on `ray_workers` Ray actors that
+    each step a slice of the n_envs envs (`pip install 'trpo[ray]'`). Same seed and n_envs
+    give the same batches on both."""
+    ray_workers: int = 2
+    """Ray actors collecting rollouts (`backend="ray"` only); at most n_envs."""
+    ray_address: str = ""
+    """Address of a running Ray cluster to join (`backend="ray"` only); empty starts a
+    local one sized to this machine."""
     nonfinite_env: Literal["error", "drop"] = "error"
     """A NaN/Inf observation or reward from the env: `error` stops the run naming the env
     and step; `drop` leaves that transition out of the batch, starts a new episode in that
@@ -198,6 +207,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
         "value_minibatch": c.value_minibatch,
         "eval_episodes": c.eval_episodes,
         "torch_threads": c.torch_threads,
+        "ray_workers": c.ray_workers,
         "clip_obs": c.clip_obs,
     }
     for name, value in positive.items():
@@ -246,11 +256,19 @@ def _problems(c: Config) -> typing.Iterator[str]:
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
         ("vec", ("sync", "async")),
+        ("backend", ("local", "ray")),
         ("nonfinite_env", ("error", "drop")),
         ("activation", ("tanh", "relu", "elu", "silu")),
     ):
         if getattr(c, name) not in allowed:
             yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}"
+    if (
+        c.backend == "ray"
+        and isinstance(c.ray_workers, int)
+        and isinstance(c.n_envs, int)
+        and c.ray_workers > c.n_envs
+    ):
+        yield f"ray_workers ({c.ray_workers}) must be at most n_envs ({c.n_envs})"
     if not isinstance(c.env_kwargs, dict):
         yield f"env_kwargs must be a mapping, got {c.env_kwargs!r}"
 

@@ -1,7 +1,8 @@
 """Rollout collection: step N envs with the current (frozen) policy and return a `Batch`.
 
 `RolloutCollector` is the one component that touches the environments during training; a
-distributed backend replaces it by anything with the same ``collect(n_steps) -> Batch``.
+distributed backend (`trpo.distributed`) replaces it by anything with the same
+``collect(n_steps) -> Batch``, ``state()``, ``restore(state)`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,34 @@ class Batch:
     def n_transitions(self) -> int:
         return int(self.rewards.size)
 
+    @classmethod
+    def join(cls, parts: list[Batch]) -> Batch:
+        """The batches of disjoint env slices as one batch of all their envs, in order: the
+        arrays side by side on the env axis, the moments merged (exact up to rounding)."""
+        obs_stats, return_stats = parts[0].obs_stats, parts[0].return_stats
+        for part in parts[1:]:
+            obs_stats = obs_stats.merge(part.obs_stats)
+            return_stats = return_stats.merge(part.return_stats)
+        side_by_side = {
+            name: np.concatenate([getattr(part, name) for part in parts], axis=1)
+            for name in SIDE_BY_SIDE
+        }
+        return cls(
+            **side_by_side,
+            obs_stats=obs_stats,
+            return_stats=return_stats,
+            episode_returns=[r for part in parts for r in part.episode_returns],
+            episode_lengths=[n for part in parts for n in part.episode_lengths],
+            valid=np.concatenate([part.valid_mask() for part in parts], axis=1),
+        )
+
+    def valid_mask(self) -> np.ndarray:
+        return np.ones(self.rewards.shape, bool) if self.valid is None else self.valid
+
+
+SIDE_BY_SIDE = ("obs", "actions", "log_probs", "rewards", "terminated", "truncated", "next_obs")
+"""`Batch` arrays indexed [t, env, ...]."""
+
 
 class RewardScaler:
     """Divides rewards by the running std of the discounted return. The statistics include
@@ -78,7 +107,14 @@ class RewardScaler:
 
 
 class RolloutCollector:
-    """Steps a vector env with a policy; keeps the envs' state between calls."""
+    """Steps a vector env with a policy; keeps the envs' state between calls.
+
+    ``share = (first, total)`` makes these envs the slice ``first:first + n_envs`` of a run
+    with ``total`` envs (a distributed worker's share): reset seeds are ``seed + first + i``
+    and each step's action draw covers all ``total`` rows (the other rows' observations
+    zero), keeping this slice's rows. Actions then consume the torch random stream exactly
+    as one collector with every env would, so the batches do not depend on the split.
+    """
 
     def __init__(
         self,
@@ -90,6 +126,7 @@ class RolloutCollector:
         seed: int,
         env_id: str,
         nonfinite: str = "error",
+        share: tuple[int, int] | None = None,
     ):
         self.envs = envs
         self.policy = policy
@@ -101,13 +138,14 @@ class RolloutCollector:
         self.env_id = env_id
         self.nonfinite = nonfinite
         self.n_envs = envs.num_envs
+        self.first, self.draw_rows = share or (0, self.n_envs)
         self.total_steps = 0
         self._raw_obs: np.ndarray | None = None
         self._episode_return = np.zeros(self.n_envs, np.float64)
         self._episode_length = np.zeros(self.n_envs, np.int64)
 
     def reset(self, seed: int | None = None) -> None:
-        first = self.seed if seed is None else seed
+        first = (self.seed if seed is None else seed) + self.first
         obs, _ = self.envs.reset(seed=[first + i for i in range(self.n_envs)])
         self._raw_obs = self._encode(obs)
         self._episode_return[:] = 0
@@ -141,6 +179,9 @@ class RolloutCollector:
         self.reward_scaler.discounted[:] = state["discounted_return"]
         return True
 
+    def close(self) -> None:
+        self.envs.close()
+
     def _encode(self, obs) -> np.ndarray:
         encoded = self.encoder(obs)
         check_finite("observation", encoded, self.env_id, self.total_steps)
@@ -169,11 +210,7 @@ class RolloutCollector:
             raw_obs[t] = self._raw_obs
             obs = self.normalizer(self._raw_obs)
             obs_buf[t] = obs
-            with torch.inference_mode():
-                dist = self.policy(torch.from_numpy(obs))
-                action = dist.sample()
-                log_probs[t] = dist.log_prob(action).numpy()
-            action_np = action.numpy()
+            action_np, log_probs[t] = self._act(obs)
             if actions is None:
                 actions = np.empty((n_steps, *action_np.shape), action_np.dtype)
             actions[t] = action_np
@@ -226,6 +263,19 @@ class RolloutCollector:
             episode_lengths=episode_lengths,
             valid=valid,
         )
+
+    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled actions and their log-probabilities under the frozen policy."""
+        rows = slice(self.first, self.first + self.n_envs)
+        drawn = torch.from_numpy(obs)
+        if self.draw_rows != self.n_envs:
+            drawn = torch.zeros((self.draw_rows, obs.shape[1]))
+            drawn[rows] = torch.from_numpy(obs)
+        with torch.inference_mode():
+            dist = self.policy(drawn)
+            action = dist.sample()
+            log_prob = dist.log_prob(action)
+        return action[rows].numpy(), log_prob[rows].numpy()
 
     def _drop(self, bad: np.ndarray, encoded: np.ndarray, final: np.ndarray, reward: np.ndarray):
         """Non-finite results in the envs marked ``bad``: an error, or (nonfinite_env=drop)

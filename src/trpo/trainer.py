@@ -40,7 +40,9 @@ from trpo.checkpoint import (
     space_to_dict,
 )
 from trpo.config import Config
+from trpo.distributed import RayCollector
 from trpo.envs import (
+    ActionAdapter,
     EnvError,
     EnvSource,
     ObservationEncoder,
@@ -158,13 +160,22 @@ class TRPO:
 
         factory = env_factory(env, config.env_kwargs)
         self._eval_factory = _evaluation_factory(env, factory)
-        self.envs = make_vector_env(factory, config.n_envs, config.vec)
+        if config.backend == "ray" and isinstance(env, gym.Env):
+            raise EnvError(
+                "backend=ray builds the envs in its worker processes: pass an env id or a "
+                "zero-argument factory, not an env instance"
+            )
+        # The local backend steps these envs; the Ray backend only reads the spaces here.
+        self.envs = make_vector_env(
+            factory, config.n_envs if config.backend == "local" else 1, config.vec
+        )
         if not isinstance(env, str | None):  # an env object or factory: name what it built
             spec = self.envs.get_attr("spec")[0]
             config = config.replace(env_id=spec.id if spec is not None else CUSTOM_ENV_ID)
         self.config = config
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
+        self.adapter = ActionAdapter(self.action_space)
         self.encoder = ObservationEncoder(self.observation_space)
         self.normalizer = ObservationNormalizer(
             self.encoder.dim, config.normalize_obs and self.encoder.is_box, config.clip_obs
@@ -182,16 +193,7 @@ class TRPO:
         )
         self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=config.value_lr)
         self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
-        self.collector = RolloutCollector(
-            self.envs,
-            self.policy,
-            self.encoder,
-            self.normalizer,
-            self.reward_scaler,
-            config.seed,
-            config.env_id,
-            config.nonfinite_env,
-        )
+        self.collector = self._collector(factory)
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
@@ -200,6 +202,36 @@ class TRPO:
         self.best_eval = -math.inf
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._evaluator: Evaluator | None = None
+
+    def _collector(self, factory: Callable[[], gym.Env]) -> RolloutCollector | RayCollector:
+        config = self.config
+        if config.backend == "local":
+            return RolloutCollector(
+                self.envs,
+                self.policy,
+                self.encoder,
+                self.normalizer,
+                self.reward_scaler,
+                config.seed,
+                config.env_id,
+                config.nonfinite_env,
+            )
+        self.envs.close()
+        self.envs = None
+        settings = {
+            name: getattr(config, name)
+            for name in ("vec", "normalize_obs", "clip_obs", "gamma", "seed", "env_id")
+        }
+        settings.update(nonfinite_env=config.nonfinite_env, torch_threads=config.torch_threads)
+        return RayCollector(
+            factory,
+            self.policy,
+            self.normalizer,
+            config.n_envs,
+            config.ray_workers,
+            settings,
+            config.ray_address,
+        )
 
     @classmethod
     def from_config(cls, config: Config, env: EnvSource | None = None, **kwargs: Any) -> TRPO:
@@ -386,7 +418,7 @@ class TRPO:
         with torch.inference_mode():
             dist = self.policy(torch.from_numpy(self.normalizer(self.encoder(batch))))
             action = dist.mode if deterministic else dist.sample()
-        env_action = self.collector.adapter(action.numpy())
+        env_action = self.adapter(action.numpy())
         return env_action[0] if single else env_action
 
     # -- persistence ----------------------------------------------------------------
@@ -523,7 +555,7 @@ class TRPO:
             )
 
     def close(self) -> None:
-        self.envs.close()
+        self.collector.close()
         if self._evaluator is not None:
             self._evaluator.close()
 

@@ -1,0 +1,161 @@
+"""The Ray backend gives the local backend's results: the same batches (whatever the number
+of workers), the same parameters after updates, the same run after a worker is killed,
+and checkpoints that resume on either backend.
+
+One local Ray cluster serves the module (started by the first Ray collector)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from trpo import TRPO
+from trpo.cli import main
+from trpo.config import ConfigError
+from trpo.distributed import BackendError, RayCollector
+from trpo.envs import EnvError, ObservationNormalizer, env_factory
+from trpo.policies import MLPPolicy
+from trpo.rollout import SIDE_BY_SIDE
+
+pytest.importorskip("ray")
+
+SETTINGS = {"n_envs": 4, "steps_per_iter": 512, "eval_every": 2, "eval_episodes": 2}
+COMPARED_METRICS = ("steps", "episodes", "episode_return", "kl", "value_loss", "eval_return")
+
+
+def parameters(agent: TRPO) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in [*agent.policy.parameters(), *agent.value_fn.parameters()]]
+
+
+def assert_same_batch(a, b) -> None:
+    for name in SIDE_BY_SIDE:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert sorted(a.episode_returns) == sorted(b.episode_returns)
+    np.testing.assert_allclose(a.obs_stats.mean, b.obs_stats.mean, rtol=1e-12)
+    np.testing.assert_allclose(a.obs_stats.var, b.obs_stats.var, rtol=1e-10)
+
+
+def first_batch_and_update(env_id: str, **settings):
+    agent = TRPO(env_id, seed=7, **{**SETTINGS, **settings})
+    batch = agent.collector.collect(128)
+    agent.close()  # its Ray actors hold the CPUs the next agent's need
+    agent = TRPO(env_id, seed=7, **{**SETTINGS, **settings})
+    agent.learn(512)
+    agent.close()
+    return batch, parameters(agent)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_two_workers_give_the_local_first_batch_and_update(env_id):
+    local_batch, local_params = first_batch_and_update(env_id)
+    ray_batch, ray_params = first_batch_and_update(env_id, backend="ray", ray_workers=2)
+    assert_same_batch(local_batch, ray_batch)
+    for a, b in zip(local_params, ray_params, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_uneven_split_gives_the_local_run():
+    """3 workers over 4 envs (2, 1, 1), reward scaling on: six iterations, every metric
+    but the timings equal."""
+    runs = []
+    for settings in ({}, {"backend": "ray", "ray_workers": 3}):
+        agent = TRPO("CartPole-v1", seed=2, normalize_reward=True, **{**SETTINGS, **settings})
+        agent.learn(6 * 512)
+        agent.close()
+        runs.append(agent)
+    local, distributed = runs
+    assert distributed.collector.sizes == [2, 1, 1]
+    for a, b in zip(parameters(local), parameters(distributed), strict=True):
+        assert torch.equal(a, b)
+    for row_a, row_b in zip(local.metrics, distributed.metrics, strict=True):
+        for key in COMPARED_METRICS:
+            assert row_a[key] == row_b[key] or np.isnan(row_a[key]) and np.isnan(row_b[key])
+
+
+def collector(env_id: str, workers: int, seed: int = 11) -> RayCollector:
+    torch.manual_seed(0)
+    factory = env_factory(env_id)
+    env = factory()
+    policy = MLPPolicy(int(np.prod(env.observation_space.shape)), env.action_space)
+    normalizer = ObservationNormalizer(policy.net[0].in_features, True, 10.0)
+    settings = {
+        "vec": "sync",
+        "normalize_obs": True,
+        "clip_obs": 10.0,
+        "gamma": 0.99,
+        "seed": seed,
+        "env_id": env_id,
+        "nonfinite_env": "error",
+        "torch_threads": 1,
+    }
+    return RayCollector(factory, policy, normalizer, 4, workers, settings)
+
+
+def test_killed_worker_is_restarted_and_its_share_collected_again():
+    """SIGKILL one worker while it collects: Ray restarts it, it restores the env state of
+    the iteration's start and collects again, and the batch is the one without the kill."""
+    batches = {}
+    for kill in (False, True):
+        rollouts = collector("CartPole-v1", workers=2)
+        torch.manual_seed(1)
+        rollouts.collect(64)  # the envs are mid-episode when the kill comes
+        victim = rollouts.pids()[0]
+        if kill:
+            killer = threading.Timer(0.3, os.kill, (victim, signal.SIGKILL))
+            killer.start()
+        started = time.perf_counter()
+        batches[kill] = rollouts.collect(10_000)
+        if kill:
+            killer.join()
+            assert time.perf_counter() - started > 0.3, "the kill came after the collection"
+            assert rollouts.restarts == 1
+            assert victim not in rollouts.pids()
+        rollouts.close()
+    assert_same_batch(batches[False], batches[True])
+
+
+def test_ray_checkpoint_resumes_locally_bit_for_bit(tmp_path):
+    checkpoint = tmp_path / "mid.safetensors"
+    whole = TRPO("Pendulum-v1", seed=5, **SETTINGS)
+    whole.learn(6 * 512)
+    first = TRPO("Pendulum-v1", seed=5, backend="ray", ray_workers=2, **SETTINGS)
+    first.learn(3 * 512)
+    first.save(checkpoint)
+    first.close()
+    assert first.collector.state()["envs"] is not None
+    resumed = TRPO.load(checkpoint, backend="local")
+    resumed.learn(6 * 512)
+    for a, b in zip(parameters(whole), parameters(resumed), strict=True):
+        assert torch.equal(a, b)
+    whole.close(), resumed.close()
+
+
+def test_bad_ray_settings_are_refused():
+    with pytest.raises(ConfigError, match="ray_workers"):
+        TRPO("CartPole-v1", backend="ray", n_envs=2, ray_workers=3)
+    with pytest.raises(EnvError, match="env id or a zero-argument factory"):
+        TRPO(gym.make("CartPole-v1"), backend="ray", n_envs=1, ray_workers=1)
+
+
+def test_missing_ray_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(BackendError, match=r"pip install 'trpo\[ray\]'"):
+        TRPO("CartPole-v1", backend="ray")
+
+
+def test_cli_trains_on_ray_and_resumes_locally(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["--no-progress", "--set", "tensorboard=false", "eval_every=1"]
+    args = ["train", "CartPole-v1", "--backend", "ray", "--workers", "2", "--steps", "2048"]
+    assert main([*args, "--run-dir", str(run), *common]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "3072", "--backend", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 2,048 steps" in out and "done: 3,072 steps" in out

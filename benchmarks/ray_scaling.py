@@ -14,6 +14,9 @@
    store once an iteration, bytes of the batches returned, and milliseconds of each: the
    put itself, and the collection's wall time beyond the slowest worker's own time (sending
    the work, returning and joining the batches).
+4. The learner's side as the batch grows with the workers: seconds of the policy step and
+   the value fit at batches of 1k to 64k transitions, with the defaults and with
+   fvp_subsample 0.25 and a value minibatch of batch / 16 (both opt-in).
 
 Writes the figures as JSON (--out) and prints Markdown tables.
 """
@@ -59,9 +62,9 @@ def iteration_seconds(env_id: str, n_envs: int, workers: int, iterations: int) -
     runner = agent(env_id, n_envs, workers)
     try:
         runner.learn(2 * BATCH)  # warm-up
-        runner.learn((2 + iterations) * BATCH)
+        runner.learn((2 + iterations) * BATCH)  # wall_sec counts from this call's start
         rows = runner.metrics[2:]
-        wall = (rows[-1]["wall_sec"] - runner.metrics[1]["wall_sec"]) / iterations
+        wall = rows[-1]["wall_sec"] / iterations
         rollout = statistics.mean(row["rollout_sec"] for row in rows)
         return {"iteration_sec": wall, "rollout_sec": rollout}
     finally:
@@ -89,6 +92,15 @@ def communication(env_id: str, n_envs: int, workers: int, iterations: int) -> di
         runner.close()
 
 
+def learner_seconds(env_id: str, batch: int, **settings: Any) -> dict[str, float]:
+    runner = TRPO(env_id, steps_per_iter=batch, eval_every=0, **settings)
+    try:
+        row = runner.learn(batch).metrics[-1]
+        return {"policy_sec": row["policy_sec"], "value_sec": row["value_sec"]}
+    finally:
+        runner.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Hopper-v5")
@@ -108,6 +120,15 @@ def main() -> None:
         ends["local"].append(iteration_seconds(env_id, 2 * per_worker, 0, n))
         ends["ray2"].append(iteration_seconds(env_id, 2 * per_worker, 2, n))
     comms = [communication(env_id, 8, workers, n) for workers in (1, 2, 4)]
+    learner = {
+        batch: {
+            "defaults": learner_seconds(env_id, batch),
+            "opt_in": learner_seconds(
+                env_id, batch, fvp_subsample=0.25, value_minibatch=batch // 16
+            ),
+        }
+        for batch in (1024, 8192, 65536)
+    }
 
     ratio = [r / local for r, local in zip(rates["ray2"], rates["local"], strict=True)]
     end_ratio = [
@@ -143,6 +164,15 @@ def main() -> None:
             f"| {c['workers']} | {c['broadcast_bytes']:,} B | {c['broadcast_ms']:.2f} "
             f"| {c['gather_bytes']:,} B | {c['overhead_ms']:.1f} | {c['collect_ms']:.1f} |"
         )
+    print(f"\n## {env_id}: the learner's seconds per iteration as the batch grows\n")
+    print("| batch | policy step | value fit | policy step, fvp 0.25 | value fit, minibatch B/16 |")
+    print("|---|---|---|---|---|")
+    for batch, times in learner.items():
+        plain, opt_in = times["defaults"], times["opt_in"]
+        print(
+            f"| {batch:,} | {plain['policy_sec']:.3f} | {plain['value_sec']:.3f} "
+            f"| {opt_in['policy_sec']:.3f} | {opt_in['value_sec']:.3f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -155,6 +185,7 @@ def main() -> None:
                 "end_to_end": ends,
                 "end_to_end_ratio_median": statistics.median(end_ratio),
                 "communication": comms,
+                "learner_seconds": learner,
                 "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                 "torch": torch.__version__,
             },

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -143,6 +144,14 @@ def test_bad_ray_settings_are_refused():
         TRPO("CartPole-v1", backend="ray", n_envs=2, ray_workers=3)
     with pytest.raises(EnvError, match="env id or a zero-argument factory"):
         TRPO(gym.make("CartPole-v1"), backend="ray", n_envs=1, ray_workers=1)
+
+
+def test_unreachable_cluster_fails_fast():
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(BackendError, match=f"cannot reach a Ray cluster at 127.0.0.1:{port}"):
+        TRPO("CartPole-v1", backend="ray", ray_address=f"127.0.0.1:{port}")
 
 
 def test_missing_ray_names_the_install_command(monkeypatch):

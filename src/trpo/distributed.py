@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ log = logging.getLogger("trpo")
 MAX_RESTARTS = 3
 """How often Ray restarts one worker (and the learner re-sends its share) before the run
 stops with an error."""
+RESTART_TIMEOUT = 120
+"""Seconds to wait for Ray to bring a dead worker back."""
 _PER_ENV = ("raw_obs", "episode_return", "episode_length", "discounted_return", "envs")
 """`RolloutCollector.state()` entries that hold one item per env."""
 
@@ -130,8 +133,13 @@ class RayCollector:
         address: str = "",
     ):
         ray = _import_ray()
+        _check_reachable(address)
         if not ray.is_initialized():
-            ray.init(address=address or None, include_dashboard=False, logging_level="WARNING")
+            try:
+                ray.init(address=address or None, include_dashboard=False, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+                raise BackendError(f"could not start or join {where}: {err}") from None
         self._ray = ray
         self.policy = policy
         self.normalizer = normalizer
@@ -178,23 +186,42 @@ class RayCollector:
     def _result(self, k: int, ref: Any, args: tuple[Any, ...]) -> Any:
         """Worker k's result; if it died, its share collected again by its restarted actor
         from the env state it started this iteration in."""
-        errors = self._ray.exceptions
-        for attempt in range(MAX_RESTARTS + 1):
+        lost = (self._ray.exceptions.RayActorError, self._ray.exceptions.ActorUnavailableError)
+        for death in range(1, MAX_RESTARTS + 2):
             try:
                 return self._ray.get(ref)
-            except (errors.RayActorError, errors.ActorUnavailableError) as err:
-                if attempt == MAX_RESTARTS:
+            except lost as err:
+                if death > MAX_RESTARTS:
                     raise BackendError(
-                        f"rollout worker {k} died {attempt + 1} times in one iteration; last "
-                        f"error: {str(err).splitlines()[0]}"
+                        f"rollout worker {k} died {death} times in one iteration; last error: "
+                        f"{str(err).splitlines()[0]}"
                     ) from None
                 self.restarts += 1
-                log.warning("rollout worker %d died: restarted, collecting its share again", k)
-                worker = self.workers[k]
+                log.warning("rollout worker %d died: restarting it to collect its share again", k)
+                worker = self._restarted(k)
                 if self._states[k] is not None:
                     worker.restore.remote(self._states[k])
                 ref = worker.collect.remote(*args)
         raise AssertionError("unreachable")
+
+    def _restarted(self, k: int) -> Any:
+        """Worker k once Ray has restarted it (calls made while it restarts fail)."""
+        deadline = time.monotonic() + RESTART_TIMEOUT
+        while True:
+            try:
+                self._ray.get(self.workers[k].pid.remote())
+                return self.workers[k]
+            except self._ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"rollout worker {k} did not come back within {RESTART_TIMEOUT} s"
+                    ) from None
+                time.sleep(0.1)
+            except self._ray.exceptions.RayActorError as err:  # out of restarts
+                raise BackendError(
+                    f"rollout worker {k} died and Ray could not restart it: "
+                    f"{str(err).splitlines()[0]}"
+                ) from None
 
     def state(self) -> dict[str, Any]:
         """The local collector's state format (`RolloutCollector.state`), every env in
@@ -236,6 +263,20 @@ class RayCollector:
 def _nbytes(batch: Batch) -> int:
     arrays = (batch.obs, batch.actions, batch.log_probs, batch.rewards, batch.next_obs)
     return sum(a.nbytes for a in arrays) + batch.terminated.nbytes * 3
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # empty (local cluster), "auto", or a ray:// client address: Ray checks
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise BackendError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}): start one "
+            "with `ray start --head` there, or leave ray_address empty for a local cluster"
+        ) from None
 
 
 def _import_ray():

@@ -96,6 +96,7 @@ def collector(env_id: str, workers: int, seed: int = 11) -> RayCollector:
         "env_id": env_id,
         "nonfinite_env": "error",
         "torch_threads": 1,
+        "env_kwargs": {},
     }
     return RayCollector(factory, policy, normalizer, 4, workers, settings)
 

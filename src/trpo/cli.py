@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
     train.add_argument(
-        "--vec", choices=("sync", "async"), help="step the envs in this process or in subprocesses"
+        "--vec",
+        choices=("sync", "async", "envpool"),
+        help="step the envs in this process, in subprocesses or in EnvPool's thread pool",
     )
     train.add_argument(
         "--backend", choices=("local", "ray"), help="collect rollouts here or on Ray actors"

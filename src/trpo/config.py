@@ -43,9 +43,11 @@ class Config:
 
     n_envs: int = 8
     """Environment copies stepped together; the policy runs once per step on all of them."""
-    vec: Literal["sync", "async"] = "sync"
+    vec: Literal["sync", "async", "envpool"] = "sync"
     """`sync` steps the copies in this process; `async` in subprocesses (worth it only
-    when one env step costs much more than a policy forward, e.g. heavy simulators)."""
+    when one env step costs much more than a policy forward, e.g. heavy simulators);
+    `envpool` in EnvPool's C++ thread pool (`pip install 'trpo[envpool]'`; the tasks
+    EnvPool provides, such as CartPole-v1 and the MuJoCo v5 envs)."""
     backend: Literal["local", "ray"] = "local"
     """Where rollouts run: `local` in this process, `ray` on `ray_workers` Ray actors that
     each step a slice of the n_envs envs (`pip install 'trpo[ray]'`). Same seed and n_envs
@@ -255,7 +257,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
     for name, allowed in (
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
-        ("vec", ("sync", "async")),
+        ("vec", ("sync", "async", "envpool")),
         ("backend", ("local", "ray")),
         ("nonfinite_env", ("error", "drop")),
         ("activation", ("tanh", "relu", "elu", "silu")),

@@ -76,7 +76,9 @@ class RolloutWorker:
     ):
         torch.set_num_threads(settings["torch_threads"])
         first, n_envs, total = share
-        envs = make_vector_env(factory, n_envs, settings["vec"])
+        envs = make_vector_env(
+            factory, n_envs, settings["vec"], settings["env_id"], settings["env_kwargs"]
+        )
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
         self.normalizer = ObservationNormalizer(

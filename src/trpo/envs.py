@@ -8,6 +8,7 @@ ignored action and a reset); SAME_STEP never produces one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,25 @@ def check_env_id(env_id: str) -> None:
     raise EnvError(f"unknown environment id '{env_id}'.{hint}{extra}")
 
 
-def make_vector_env(factory: Callable[[], gym.Env], n_envs: int, mode: str = "sync") -> VectorEnv:
+def make_vector_env(
+    factory: Callable[[], gym.Env],
+    n_envs: int,
+    mode: str = "sync",
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> VectorEnv:
+    """``n_envs`` copies with SAME_STEP autoreset: Gymnasium's sync or async vector env over
+    ``factory``, or (mode ``envpool``) EnvPool's task ``env_id``."""
     fns = [factory] * n_envs
     try:
-        if mode == "async":
+        if mode == "envpool":
+            if env_id is None:
+                raise EnvError(
+                    "vec=envpool builds its envs from a task id: pass an env id that EnvPool "
+                    "provides, not an env object or factory"
+                )
+            envs = EnvPoolVectorEnv(env_id, n_envs, env_kwargs or {})
+        elif mode == "async":
             envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
             envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -90,6 +106,91 @@ def make_vector_env(factory: Callable[[], gym.Env], n_envs: int, mode: str = "sy
         raise EnvError(f"could not build the environment: {err}") from None
     check_spaces(envs.single_observation_space, envs.single_action_space)
     return envs
+
+
+class EnvPoolVectorEnv(VectorEnv):
+    """EnvPool's C++ vector env (`pip install 'trpo[envpool]'`) behind Gymnasium's
+    VectorEnv interface with SAME_STEP autoreset, as the Gymnasium path uses.
+
+    EnvPool itself resets an env on the step after its episode ended (that step's action
+    ignored, reward 0): here the env is reset at once instead, and the episode's last
+    observation is handed over in ``info["final_obs"]``, so no such fake transition
+    reaches a batch. Env i of reset seed s is EnvPool's env i of pool seed s - i.
+    """
+
+    def __init__(self, env_id: str, n_envs: int, env_kwargs: dict[str, Any]):
+        try:
+            import envpool
+        except ImportError:
+            raise EnvError(
+                "vec=envpool needs EnvPool, which is not installed: pip install 'trpo[envpool]'"
+            ) from None
+        tasks = envpool.list_all_envs()
+        if env_id not in tasks:
+            import difflib
+
+            close = difflib.get_close_matches(env_id, tasks, n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise EnvError(f"EnvPool has no task '{env_id}'.{hint} Use vec=sync for it.")
+
+        def make(seed: int):
+            try:
+                with warnings.catch_warnings():  # Box casting EnvPool's float64 bounds
+                    warnings.filterwarnings("ignore", ".*precision lowered by casting")
+                    pool = envpool.make_gymnasium(env_id, num_envs=n_envs, seed=seed, **env_kwargs)
+                    pool.observation_space, pool.action_space  # noqa: B018 - built and cached now
+                    return pool
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise EnvError(f"EnvPool cannot make {env_id} with {env_kwargs}: {err}") from None
+
+        self._make = make
+        self._seed = 0
+        self.pool = make(self._seed)
+        self.num_envs = n_envs
+        self.single_observation_space = self.pool.observation_space
+        self.single_action_space = self.pool.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, n_envs)
+        self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+        self._obs: np.ndarray | None = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        mask = (options or {}).get("reset_mask")
+        if mask is not None:  # restart some envs only (their episodes are abandoned)
+            ids = np.flatnonzero(mask)
+            self._obs[ids] = self._pool_reset(ids)
+            return self._obs.copy(), {}
+        if seed is not None:
+            first = seed if isinstance(seed, int) else int(seed[0])
+            if not isinstance(seed, int) and list(seed) != [first + i for i in range(len(seed))]:
+                raise ValueError(f"EnvPool seeds its envs consecutively, got seeds {seed}")
+            if first != self._seed:
+                self.pool.close()
+                self.pool, self._seed = self._make(first), first
+        self._obs = self._pool_reset(None)
+        return self._obs.copy(), {}
+
+    def step(self, actions: np.ndarray):
+        obs, reward, terminated, truncated, info = self.pool.step(actions)
+        order = np.argsort(info["env_id"])  # sync mode answers in env order; make sure
+        obs, reward = np.array(obs[order]), np.asarray(reward)[order]
+        terminated, truncated = np.asarray(terminated)[order], np.asarray(truncated)[order]
+        ended = np.flatnonzero(terminated | truncated)
+        info_out: dict[str, Any] = {}
+        if ended.size:
+            final = np.empty(self.num_envs, dtype=object)
+            final[ended] = list(obs[ended])
+            info_out = {"final_obs": final, "_final_obs": terminated | truncated}
+            obs[ended] = self._pool_reset(ended)
+        self._obs = obs
+        return obs.copy(), reward, terminated, truncated, info_out
+
+    def _pool_reset(self, ids: np.ndarray | None) -> np.ndarray:
+        obs, info = self.pool.reset() if ids is None else self.pool.reset(ids)
+        return np.array(obs)[np.argsort(info["env_id"])]
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.pool.close()
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space) -> None:

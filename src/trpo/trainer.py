@@ -167,7 +167,11 @@ class TRPO:
             )
         # The local backend steps these envs; the Ray backend only reads the spaces here.
         self.envs = make_vector_env(
-            factory, config.n_envs if config.backend == "local" else 1, config.vec
+            factory,
+            config.n_envs if config.backend == "local" else 1,
+            config.vec,
+            env if isinstance(env, str) else None,
+            config.env_kwargs,
         )
         if not isinstance(env, str | None):  # an env object or factory: name what it built
             spec = self.envs.get_attr("spec")[0]
@@ -222,7 +226,11 @@ class TRPO:
             name: getattr(config, name)
             for name in ("vec", "normalize_obs", "clip_obs", "gamma", "seed", "env_id")
         }
-        settings.update(nonfinite_env=config.nonfinite_env, torch_threads=config.torch_threads)
+        settings.update(
+            nonfinite_env=config.nonfinite_env,
+            torch_threads=config.torch_threads,
+            env_kwargs=config.env_kwargs,
+        )
         return RayCollector(
             factory,
             self.policy,

@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py            # CartPole-v1 100k and Hopper-v5 200k steps, 3 seeds
     python benchmarks/speed.py --envs CartPole-v1 --steps 20000 --repeats 1     # quick check
+    python benchmarks/speed.py --envs Hopper-v5 --n-envs 16 --trpo-vec envpool  # envpool extra
 
 For every env one dict of matched settings (trpo `Config` field names) gives both the trpo
 agent and the sb3-contrib model; `check_matched` reads the settings back from the two built
@@ -15,6 +16,10 @@ Also measured: the raw throughput of the same vector env (Gymnasium SyncVectorEn
 n_envs copies, random actions), the ceiling a trainer's steps/s can approach, and where
 trpo's time goes (rollout, advantages, policy step, value fit). Results go to --out as JSON
 and are printed as a Markdown table with the machine description. See docs/benchmarks.md.
+
+With --trpo-vec envpool trpo steps EnvPool's envs while sb3 keeps DummyVecEnv, its fastest
+vector env on this machine (its SubprocVecEnv, like Gymnasium's async one, is slower on 2
+cores): every other setting stays matched, and the raw throughput is EnvPool's.
 """
 
 from __future__ import annotations
@@ -94,9 +99,9 @@ def env_defaults(env_id: str) -> tuple[int, dict[str, Any]]:
 
 
 # -- one settings dict, two libraries ------------------------------------------------------
-def matched_settings(env_id: str, n_envs: int, seed: int) -> dict[str, Any]:
+def matched_settings(env_id: str, n_envs: int, seed: int, vec: str = "sync") -> dict[str, Any]:
     changes = env_defaults(env_id)[1]
-    return {**BASE, **changes, "env_id": env_id, "n_envs": n_envs, "seed": seed}
+    return {**BASE, **changes, "env_id": env_id, "n_envs": n_envs, "seed": seed, "vec": vec}
 
 
 def make_trpo(m: dict[str, Any]) -> TRPO:
@@ -166,7 +171,11 @@ def check_matched(agent: TRPO, model: SB3TRPO) -> None:
     cg_tol = inspect.signature(conjugate_gradient_solver).parameters["residual_tol"].default
     pairs = [
         ("env_id", c.env_id, venv.get_attr("spec")[0].id),
-        ("vector env", isinstance(agent.envs, SyncVectorEnv), isinstance(venv.venv, DummyVecEnv)),
+        (
+            "vector env",
+            c.vec == "envpool" or isinstance(agent.envs, SyncVectorEnv),
+            isinstance(venv.venv, DummyVecEnv),
+        ),
         ("n_envs", c.n_envs, model.n_envs),
         ("steps per iteration", c.steps_per_iter, model.n_steps * model.n_envs),
         (
@@ -259,9 +268,9 @@ def evaluate_sb3(model: SB3TRPO, env_id: str) -> list[float]:
     return returns
 
 
-def raw_throughput(env_id: str, n_envs: int, seconds: float) -> float:
-    """Steps/s of trpo's vector env (SyncVectorEnv) under pre-sampled random actions."""
-    envs = make_vector_env(env_factory(env_id), n_envs)
+def raw_throughput(env_id: str, n_envs: int, seconds: float, vec: str) -> float:
+    """Steps/s of trpo's vector env under pre-sampled random actions."""
+    envs = make_vector_env(env_factory(env_id), n_envs, vec, env_id)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(256)]
@@ -275,17 +284,20 @@ def raw_throughput(env_id: str, n_envs: int, seconds: float) -> float:
 
 
 def benchmark_env(env_id: str, steps: int, args: argparse.Namespace) -> dict[str, Any]:
-    first = matched_settings(env_id, args.n_envs, seed=0)
+    first = matched_settings(env_id, args.n_envs, 0, args.trpo_vec)
     agent, model = make_trpo(first), make_sb3(first)
     check_matched(agent, model)
     agent.close()
     model.get_env().close()
-    raw = raw_throughput(env_id, args.n_envs, args.raw_seconds)
-    print(f"\n## {env_id}: {steps:,} steps, {args.n_envs} envs; raw env {raw:,.0f} steps/s")
+    raw = raw_throughput(env_id, args.n_envs, args.raw_seconds, args.trpo_vec)
+    print(
+        f"\n## {env_id}: {steps:,} steps, {args.n_envs} envs (trpo vec={args.trpo_vec}); "
+        f"raw env {raw:,.0f} steps/s"
+    )
     runners = {"trpo": run_trpo, "sb3": run_sb3}
     pairs = []
     for seed in range(args.repeats):
-        m = matched_settings(env_id, args.n_envs, seed)
+        m = matched_settings(env_id, args.n_envs, seed, args.trpo_vec)
         order = ("trpo", "sb3") if seed % 2 == 0 else ("sb3", "trpo")
         pair = {lib: runners[lib](m, steps) for lib in order}
         ours, theirs = pair["trpo"], pair["sb3"]
@@ -392,6 +404,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="seeds 0 .. repeats-1")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="raw env stepping time")
+    parser.add_argument("--trpo-vec", choices=("sync", "envpool"), default="sync")
     today = datetime.date.today().isoformat()
     default_out = Path(__file__).parent / "results" / f"speed-{today}.json"
     parser.add_argument("--out", type=Path, default=default_out)

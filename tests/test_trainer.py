@@ -1,5 +1,7 @@
 """The TRPO object: spaces, custom modules, callbacks, vector-env modes, env sources."""
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 from torch import nn
 
 from trpo import TRPO
+from trpo.config import ConfigError
 from trpo.envs import EnvError
 
 TINY = {"n_envs": 2, "steps_per_iter": 128, "eval_every": 1, "eval_episodes": 2}
@@ -154,3 +157,27 @@ def test_evaluation_is_deterministic_and_reports_raw_returns():
     assert all(length == 200 for length in first.lengths)
     # Raw Pendulum returns over 200 steps lie in [-16.3 * 200, 0]; scaled ones would not.
     assert all(-3300 < r < -100 for r in first.returns)
+
+
+def test_update_on_a_separate_copy_gives_the_same_run():
+    """device=cuda updates a copy of the policy and copies its weights back for rollouts:
+    the same path on the CPU (a deep copy as the learner's policy) changes nothing."""
+    runs = []
+    for separate in (False, True):
+        agent = TRPO("Pendulum-v1", seed=4, **TINY)
+        if separate:
+            agent.learner_policy = copy.deepcopy(agent.policy)
+        agent.learn(4 * 128)
+        runs.append([p.detach().clone() for p in agent.policy.parameters()])
+        if separate:
+            learner = list(agent.learner_policy.parameters())
+            assert all(torch.equal(a, b) for a, b in zip(runs[-1], learner, strict=True))
+        agent.close()
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_a_gpu_says_so():
+    with pytest.raises(ConfigError, match="torch sees no GPU"):
+        TRPO("CartPole-v1", device="cuda")

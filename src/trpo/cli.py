@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)"
     )
+    train.add_argument("--device", help="where the update runs: cpu (default), cuda or cuda:N")
     train.add_argument("--help-config", action="store_true", help="list every setting and exit")
     train.set_defaults(handler=cmd_train)
 
@@ -207,9 +208,9 @@ def _add_grid_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
 
 
 # -- train -----------------------------------------------------------------------------
-EXECUTION_FLAGS = ("vec", "backend", "ray_workers", "ray_address")
-"""`trpo train` flags for settings that decide where a run executes, not its results: a
-resumed run may change them."""
+EXECUTION_FLAGS = ("vec", "backend", "ray_workers", "ray_address", "device")
+"""`trpo train` flags for where a run executes, which a resumed run may change (it continues
+bit for bit only where they give the same arithmetic: not across vec=envpool or a GPU)."""
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
@@ -295,7 +296,8 @@ def _resume(args: argparse.Namespace) -> int:
     if ignored:
         raise CLIError(
             f"--resume continues {run_dir} with its saved settings; only --steps, --vec, "
-            f"--backend, --workers and --ray-address may change them, not {', '.join(ignored)}"
+            f"--backend, --workers, --ray-address and --device may change them, not "
+            f"{', '.join(ignored)}"
         )
     checkpoint = run_dir / "last.safetensors"
     if not checkpoint.exists():

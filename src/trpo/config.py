@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -128,6 +129,10 @@ class Config:
     """Episodes per evaluation (deterministic actions, frozen normaliser, raw returns)."""
     checkpoint_every: int = 10
     """Write `last.safetensors` every this many iterations (0: only at the end)."""
+    device: str = "cpu"
+    """Where the update (policy step, value fit) runs: `cpu`, or `cuda` / `cuda:N` for a
+    GPU, worth it for large networks or batches. Rollouts stay on the CPU, where a small
+    batch's forward is fastest; the weights are copied there after each update."""
     torch_threads: int = 1
     """torch intra-op threads. One reproduces runs exactly and is fastest for small nets."""
     tensorboard: bool = True
@@ -271,6 +276,8 @@ def _problems(c: Config) -> typing.Iterator[str]:
         and c.ray_workers > c.n_envs
     ):
         yield f"ray_workers ({c.ray_workers}) must be at most n_envs ({c.n_envs})"
+    if not isinstance(c.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", c.device):
+        yield f"device must be cpu, cuda or cuda:N, got {c.device!r}"
     if not isinstance(c.env_kwargs, dict):
         yield f"env_kwargs must be a mapping, got {c.env_kwargs!r}"
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -39,7 +40,7 @@ from trpo.checkpoint import (
     space_from_dict,
     space_to_dict,
 )
-from trpo.config import Config
+from trpo.config import Config, ConfigError
 from trpo.distributed import RayCollector
 from trpo.envs import (
     ActionAdapter,
@@ -195,6 +196,12 @@ class TRPO:
         self.value_fn = value_fn or MLPValue(
             self.encoder.dim, config.value_hidden, config.activation
         )
+        self.device = _device(config.device)
+        self.value_fn.to(self.device)
+        self.learner_policy = self.policy
+        """The policy the update changes: `policy` itself, or its copy on the GPU."""
+        if self.device.type != "cpu":
+            self.learner_policy = copy.deepcopy(self.policy).to(self.device)
         self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=config.value_lr)
         self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
         self.collector = self._collector(factory)
@@ -321,33 +328,47 @@ class TRPO:
         t5 = time.perf_counter()
         return self._stats(batch, step, value, evaluation, (t0, t1, t2, t3, t4, t5), start)
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
     def _advantages(self, batch: Batch):
         T, N = batch.rewards.shape
-        obs = torch.from_numpy(batch.obs.reshape(T * N, -1))
+        obs = self._tensor(batch.obs.reshape(T * N, -1))
         with torch.no_grad():
             values = self.value_fn(obs).reshape(T, N)
-            next_values = self.value_fn(torch.from_numpy(batch.next_obs.reshape(T * N, -1)))
+            next_values = self.value_fn(self._tensor(batch.next_obs.reshape(T * N, -1)))
         advantages = gae(
-            torch.from_numpy(batch.rewards * np.float32(self.reward_scaler.scale)),
+            self._tensor(batch.rewards * np.float32(self.reward_scaler.scale)),
             values,
             next_values.reshape(T, N),
-            torch.from_numpy(batch.terminated),
-            torch.from_numpy(batch.truncated),
+            self._tensor(batch.terminated),
+            self._tensor(batch.truncated),
             self.config.gamma,
             self.config.gae_lambda,
         )
         targets = (advantages + values).reshape(-1)
-        keep = _valid_rows(batch)
+        keep = self._valid_rows(batch)
         return obs[keep], advantages.reshape(-1)[keep], targets[keep], values.reshape(-1)[keep]
 
     def _policy_step(self, batch: Batch, obs: torch.Tensor, advantages: torch.Tensor) -> StepStats:
         T, N = batch.rewards.shape
-        keep = _valid_rows(batch)
-        actions = torch.from_numpy(batch.actions.reshape(T * N, *batch.actions.shape[2:]))[keep]
+        keep = self._valid_rows(batch)
+        actions = self._tensor(batch.actions.reshape(T * N, *batch.actions.shape[2:]))[keep]
         if self.config.normalize_advantages:
             advantages = normalize(advantages)
-        old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))[keep]
-        return policy_step(self.policy, obs, actions, advantages, old_log_probs, self.config)
+        old_log_probs = self._tensor(batch.log_probs.reshape(-1))[keep]
+        step = policy_step(
+            self.learner_policy, obs, actions, advantages, old_log_probs, self.config
+        )
+        if self.learner_policy is not self.policy:
+            self.policy.load_state_dict(self.learner_policy.state_dict())
+        return step
+
+    def _valid_rows(self, batch: Batch) -> slice | torch.Tensor:
+        """Index of the flattened transitions that enter the update (all but dropped ones)."""
+        if batch.valid is None or batch.valid.all():
+            return slice(None)
+        return self._tensor(batch.valid.reshape(-1))
 
     def _maybe_evaluate(self) -> EvalResult | None:
         every = self.config.eval_every
@@ -434,11 +455,11 @@ class TRPO:
         """Write everything needed to predict and to continue training to ``path``."""
         tensors: dict[str, torch.Tensor] = {}
         tensors.update({f"policy/{k}": v for k, v in self.policy.state_dict().items()})
-        tensors.update({f"value/{k}": v for k, v in self.value_fn.state_dict().items()})
+        tensors.update({f"value/{k}": v.cpu() for k, v in self.value_fn.state_dict().items()})
         optim = self.value_optimizer.state_dict()
         for index, state in optim["state"].items():
             for key, value in state.items():
-                tensors[f"value_optim/{index}/{key}"] = torch.as_tensor(value)
+                tensors[f"value_optim/{index}/{key}"] = torch.as_tensor(value).cpu()
         norm = self.normalizer.stats
         tensors["obs_norm/mean"] = torch.from_numpy(np.asarray(norm.mean, np.float64))
         tensors["obs_norm/var"] = torch.from_numpy(np.asarray(norm.var, np.float64))
@@ -525,6 +546,8 @@ class TRPO:
     def _restore(self, checkpoint: Checkpoint) -> None:
         meta = checkpoint.meta
         self.policy.load_state_dict(checkpoint.section("policy"))
+        if self.learner_policy is not self.policy:
+            self.learner_policy.load_state_dict(checkpoint.section("policy"))
         self.value_fn.load_state_dict(checkpoint.section("value"))
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, tensor in checkpoint.section("value_optim").items():
@@ -632,11 +655,15 @@ class _InterruptAfterIteration:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _valid_rows(batch: Batch) -> slice | torch.Tensor:
-    """Index of the flattened transitions that enter the update (all but dropped ones)."""
-    if batch.valid is None or batch.valid.all():
-        return slice(None)
-    return torch.from_numpy(batch.valid.reshape(-1))
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={name}, but torch sees no GPU (torch {torch.__version__}, "
+            "torch.cuda.is_available() is False): use device=cpu, or a machine with a GPU "
+            "and a CUDA build of torch"
+        )
+    return device
 
 
 def _evaluation_factory(

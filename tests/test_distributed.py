@@ -169,3 +169,13 @@ def test_cli_trains_on_ray_and_resumes_locally(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--steps", "3072", "--backend", "local"]) == 0
     out = capsys.readouterr().out
     assert "done: 2,048 steps" in out and "done: 3,072 steps" in out
+
+
+def test_an_env_error_in_a_worker_reaches_the_learner_as_itself():
+    def broken() -> gym.Env:
+        return gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: float("nan"))
+
+    agent = TRPO(broken, backend="ray", ray_workers=2, n_envs=2, eval_every=0)
+    with pytest.raises(EnvError, match="non-finite reward"):
+        agent.collector.collect(8)
+    agent.close()

@@ -192,6 +192,8 @@ class RayCollector:
         for death in range(1, MAX_RESTARTS + 2):
             try:
                 return self._ray.get(ref)
+            except self._ray.exceptions.RayTaskError as err:  # raised in the worker's code
+                raise err.cause from None  # e.g. EnvError: the env returned NaN
             except lost as err:
                 if death > MAX_RESTARTS:
                     raise BackendError(

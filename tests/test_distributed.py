@@ -166,6 +166,7 @@ def test_cli_trains_on_ray_and_resumes_locally(tmp_path, capsys):
     common = ["--no-progress", "--set", "tensorboard=false", "eval_every=1"]
     args = ["train", "CartPole-v1", "--backend", "ray", "--workers", "2", "--steps", "2048"]
     assert main([*args, "--run-dir", str(run), *common]) == 0
+    assert main(["eval", str(run), "--episodes", "2"]) == 0  # in this process, without Ray
     assert main(["train", "--resume", str(run), "--steps", "3072", "--backend", "local"]) == 0
     out = capsys.readouterr().out
     assert "done: 2,048 steps" in out and "done: 3,072 steps" in out

@@ -61,6 +61,7 @@ def test_learns_cartpole_through_envpool(tmp_path):
     assert agent.config.vec == "envpool"
     assert agent.score > 100  # from ~20 at the start
     agent.close()
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
 
 
 def test_envpool_errors_name_the_fix(monkeypatch):

@@ -445,7 +445,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = args.run_dir / "final.safetensors"
     if not path.exists():
         raise CLIError(f"checkpoint {path} does not exist")
-    agent = TRPO.load(path, n_envs=1, steps_per_iter=1)
+    # Evaluation needs one plain env in this process, wherever the run was trained.
+    local = {"backend": "local", "vec": "sync", "device": "cpu"}
+    agent = TRPO.load(path, n_envs=1, steps_per_iter=1, **local)
     seed = agent.config.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
     try:
         if args.render or args.video:

@@ -20,7 +20,7 @@ import torch
 
 from trpo import TRPO
 from trpo.cli import main
-from trpo.config import ConfigError
+from trpo.config import Config, ConfigError
 from trpo.distributed import BackendError, RayCollector
 from trpo.envs import EnvError, ObservationNormalizer, env_factory
 from trpo.policies import MLPPolicy
@@ -87,18 +87,8 @@ def collector(env_id: str, workers: int, seed: int = 11) -> RayCollector:
     env = factory()
     policy = MLPPolicy(int(np.prod(env.observation_space.shape)), env.action_space)
     normalizer = ObservationNormalizer(policy.net[0].in_features, True, 10.0)
-    settings = {
-        "vec": "sync",
-        "normalize_obs": True,
-        "clip_obs": 10.0,
-        "gamma": 0.99,
-        "seed": seed,
-        "env_id": env_id,
-        "nonfinite_env": "error",
-        "torch_threads": 1,
-        "env_kwargs": {},
-    }
-    return RayCollector(factory, policy, normalizer, 4, workers, settings)
+    config = Config(env_id=env_id, seed=seed, n_envs=4, backend="ray", ray_workers=workers)
+    return RayCollector(factory, policy, normalizer, config)
 
 
 def test_killed_worker_is_restarted_and_its_share_collected_again():

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trpo.config import Config
 from trpo.envs import ObservationEncoder, ObservationNormalizer, RunningMeanStd, make_vector_env
 from trpo.rollout import Batch, RewardScaler, RolloutCollector
 
@@ -64,36 +65,35 @@ class Timing:
 
 
 class RolloutWorker:
-    """One Ray actor's work: a `RolloutCollector` over envs ``first:first + n_envs`` of a
-    run with ``total`` envs. Stateless between calls but for its envs."""
+    """One Ray actor's work: a `RolloutCollector` over envs ``first:first + n`` of the
+    run's ``config.n_envs`` (``share = (first, n)``). Stateless between calls but for its
+    envs."""
 
     def __init__(
         self,
         factory: Callable[[], gym.Env],
         policy: nn.Module,
-        share: tuple[int, int, int],
-        settings: dict[str, Any],
+        share: tuple[int, int],
+        config: Config,
     ):
-        torch.set_num_threads(settings["torch_threads"])
-        first, n_envs, total = share
-        envs = make_vector_env(
-            factory, n_envs, settings["vec"], settings["env_id"], settings["env_kwargs"]
-        )
+        torch.set_num_threads(config.torch_threads)
+        first, n_envs = share
+        envs = make_vector_env(factory, n_envs, config.vec, config.env_id, config.env_kwargs)
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
         self.normalizer = ObservationNormalizer(
-            encoder.dim, settings["normalize_obs"] and encoder.is_box, settings["clip_obs"]
+            encoder.dim, config.normalize_obs and encoder.is_box, config.clip_obs
         )
         self.collector = RolloutCollector(
             envs,
             policy,
             encoder,
             self.normalizer,
-            RewardScaler(n_envs, settings["gamma"], enabled=False),
-            settings["seed"],
-            settings["env_id"],
-            settings["nonfinite_env"],
-            share=(first, total),
+            RewardScaler(n_envs, config.gamma, enabled=False),
+            config.seed,
+            config.env_id,
+            config.nonfinite_env,
+            share=(first, config.n_envs),
         )
 
     def pid(self) -> int:
@@ -121,19 +121,18 @@ class RolloutWorker:
 
 
 class RayCollector:
-    """`RolloutCollector`'s interface over `workers` Ray actors. Without ``address`` Ray
-    starts a local cluster sized to the machine; with one, the run joins that cluster."""
+    """`RolloutCollector`'s interface over ``config.ray_workers`` Ray actors. Without
+    ``config.ray_address`` Ray starts a local cluster sized to the machine; with one, the
+    run joins that cluster."""
 
     def __init__(
         self,
         factory: Callable[[], gym.Env],
         policy: nn.Module,
         normalizer: ObservationNormalizer,
-        n_envs: int,
-        workers: int,
-        settings: dict[str, Any],
-        address: str = "",
+        config: Config,
     ):
+        n_envs, workers, address = config.n_envs, config.ray_workers, config.ray_address
         ray = _import_ray()
         _check_reachable(address)
         if not ray.is_initialized():
@@ -153,7 +152,7 @@ class RayCollector:
             max_restarts=MAX_RESTARTS, max_task_retries=0, num_cpus=cpus
         )
         self.workers = [
-            actor.remote(factory, policy, (first, size, n_envs), settings)
+            actor.remote(factory, policy, (first, size), config)
             for first, size in zip(self.firsts, self.sizes, strict=True)
         ]
         self.total_steps = 0

@@ -229,24 +229,7 @@ class TRPO:
             )
         self.envs.close()
         self.envs = None
-        settings = {
-            name: getattr(config, name)
-            for name in ("vec", "normalize_obs", "clip_obs", "gamma", "seed", "env_id")
-        }
-        settings.update(
-            nonfinite_env=config.nonfinite_env,
-            torch_threads=config.torch_threads,
-            env_kwargs=config.env_kwargs,
-        )
-        return RayCollector(
-            factory,
-            self.policy,
-            self.normalizer,
-            config.n_envs,
-            config.ray_workers,
-            settings,
-            config.ray_address,
-        )
+        return RayCollector(factory, self.policy, self.normalizer, config)
 
     @classmethod
     def from_config(cls, config: Config, env: EnvSource | None = None, **kwargs: Any) -> TRPO:

@@ -32,7 +32,7 @@ from torch import nn
 
 from trpo.config import Config
 from trpo.envs import ObservationEncoder, ObservationNormalizer, RunningMeanStd, make_vector_env
-from trpo.rollout import Batch, RewardScaler, RolloutCollector
+from trpo.rollout import SIDE_BY_SIDE, Batch, RewardScaler, RolloutCollector
 
 log = logging.getLogger("trpo")
 
@@ -264,8 +264,7 @@ class RayCollector:
 
 
 def _nbytes(batch: Batch) -> int:
-    arrays = (batch.obs, batch.actions, batch.log_probs, batch.rewards, batch.next_obs)
-    return sum(a.nbytes for a in arrays) + batch.terminated.nbytes * 3
+    return sum(getattr(batch, name).nbytes for name in SIDE_BY_SIDE) + batch.valid_mask().nbytes
 
 
 def _check_reachable(address: str) -> None:

@@ -68,14 +68,18 @@ def env_factory(
 def check_env_id(env_id: str) -> None:
     if env_id in gym.registry:
         return
+    hint = _did_you_mean(env_id, gym.registry)
+    if any(name in env_id for name in ("Hopper", "Walker", "Cheetah", "Ant", "Humanoid")):
+        hint += " MuJoCo envs need `pip install 'trpo[mujoco]'`."
+    raise EnvError(f"unknown environment id '{env_id}'.{hint}")
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    """' Did you mean: a, b?' naming the entries of ``known`` closest to ``name``, or ''."""
     import difflib
 
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    extra = ""
-    if any(name in env_id for name in ("Hopper", "Walker", "Cheetah", "Ant", "Humanoid")):
-        extra = " MuJoCo envs need `pip install 'trpo[mujoco]'`."
-    raise EnvError(f"unknown environment id '{env_id}'.{hint}{extra}")
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
 def make_vector_env(
@@ -127,10 +131,7 @@ class EnvPoolVectorEnv(VectorEnv):
             ) from None
         tasks = envpool.list_all_envs()
         if env_id not in tasks:
-            import difflib
-
-            close = difflib.get_close_matches(env_id, tasks, n=3, cutoff=0.6)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            hint = _did_you_mean(env_id, tasks)
             raise EnvError(f"EnvPool has no task '{env_id}'.{hint} Use vec=sync for it.")
 
         def make(seed: int):

@@ -18,9 +18,9 @@ import gymnasium as gym
 import torch
 
 from trpo.config import Config
-from trpo.functional import fisher_vector_product, flat_grad
-from trpo.policies import MLPPolicy, mean_kl
-from trpo.update import policy_step
+from trpo.functional import flat_grad
+from trpo.policies import MLPPolicy
+from trpo.update import fisher_product, policy_step
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper-v5
 WIDTHS = [96, 300, 1000, 3160]  # two hidden layers: ~11k, ~95k, ~1M, ~10M parameters
@@ -53,7 +53,7 @@ def measure(width: int, batch: int, repeats: int, fvp_subsample: float) -> dict[
         surrogate = (torch.exp(dist.log_prob(actions) - old_log_probs) * advantages).mean()
         return flat_grad(surrogate, params)
 
-    fvp = fisher_vector_product(mean_kl(old, policy(obs), "old_new"), params, config.damping)
+    fvp = fisher_product(policy, obs, params, config.damping)  # the product the update uses
     v = torch.randn(sum(p.numel() for p in params))
     theta = [p.detach().clone() for p in params]
 

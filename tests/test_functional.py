@@ -20,6 +20,7 @@ from trpo.functional import (
     explained_variance,
     fisher_vector_product,
     gae,
+    gauss_newton_fisher_vector_product,
     normalize,
 )
 from trpo.policies import MLPPolicy, mean_kl
@@ -137,16 +138,33 @@ def kl_hessian(policy: MLPPolicy, obs: torch.Tensor, direction: str) -> torch.Te
     return torch.autograd.functional.hessian(kl_at, theta_k)
 
 
+def double_backprop_product(policy: MLPPolicy, obs: torch.Tensor, damping: float):
+    with torch.no_grad():
+        old = policy(obs)
+    return fisher_vector_product(
+        mean_kl(old, policy(obs), "old_new"), list(policy.parameters()), damping
+    )
+
+
+def gauss_newton_product(policy: MLPPolicy, obs: torch.Tensor, damping: float):
+    z = policy.distribution_parameters(obs)
+    old = policy.distribution(*(part.detach() for part in z))
+    return gauss_newton_fisher_vector_product(
+        z,
+        lambda z_new: mean_kl(old, policy.distribution(*z_new), "old_new"),
+        list(policy.parameters()),
+        damping,
+    )
+
+
 @pytest.mark.parametrize("space_name", ACTION_SPACES)
-def test_fisher_vector_product_matches_explicit_kl_hessian(space_name):
+@pytest.mark.parametrize("make_product", [double_backprop_product, gauss_newton_product])
+def test_fisher_vector_product_matches_explicit_kl_hessian(space_name, make_product):
     policy = tiny_policy(ACTION_SPACES[space_name])
     obs = torch.randn(6, 3, dtype=torch.float64)
     damping = 0.1
-    params = list(policy.parameters())
-    with torch.no_grad():
-        old = policy(obs)
 
-    fvp = fisher_vector_product(mean_kl(old, policy(obs), "old_new"), params, damping)
+    fvp = make_product(policy, obs, damping)
 
     fisher = kl_hessian(policy, obs, "old_new")
     # Guard against a vacuous comparison: the Fisher is a non-trivial PSD matrix.

@@ -13,7 +13,15 @@ import torch
 from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trpo.policies import MLPPolicy, MLPValue, UnsupportedSpaceError, action_kind, mean_kl, mlp
+from trpo.policies import (
+    MLPPolicy,
+    MLPValue,
+    UnsupportedSpaceError,
+    action_kind,
+    mean_kl,
+    mlp,
+    sample_action,
+)
 
 OBS_DIM = 3
 BATCH = 4
@@ -155,6 +163,25 @@ def test_sample_log_prob_and_entropy_shapes(space_name):
     assert actions.shape == ACTION_SHAPES[space_name]
     assert dist.log_prob(actions).shape == (BATCH,)
     assert dist.entropy().shape == (BATCH,)
+
+
+@pytest.mark.parametrize("space_name", ACTION_SPACES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_shortcut_draws_what_the_distribution_draws(space_name, dtype):
+    policy = random_policy(space_name, seed=12).to(dtype)
+    obs = observations().to(dtype)
+    torch.manual_seed(13)
+    dist = policy(obs)
+    expected_action = dist.sample()
+    expected_log_prob = dist.log_prob(expected_action)
+    expected_next_draw = torch.rand(1)
+    torch.manual_seed(13)
+
+    action, log_prob = sample_action(policy, obs)
+
+    assert torch.equal(action, expected_action)
+    assert torch.equal(log_prob, expected_log_prob)
+    assert torch.equal(torch.rand(1), expected_next_draw)  # the same random numbers consumed
 
 
 @pytest.mark.parametrize("space_name", ["discrete", "multidiscrete", "multibinary"])

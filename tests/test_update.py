@@ -111,6 +111,30 @@ def test_fvp_subsample_keeps_the_trust_region():
     assert sub.cg_residual != full.cg_residual
 
 
+class OpaquePolicy(torch.nn.Module):
+    """A policy that only returns distributions, as a user's own module may."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, obs):
+        return self.inner(obs)
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+def test_fisher_product_through_distribution_parameters_equals_double_backprop(env_id):
+    agent, obs, *_ = real_batch(env_id)
+    mlp = agent.policy
+    opaque = OpaquePolicy(mlp)
+    v = torch.randn(sum(p.numel() for p in mlp.parameters()))
+
+    through_z = update.fisher_product(mlp, obs, list(mlp.parameters()), 0.1)(v)
+    double_backprop = update.fisher_product(opaque, obs, list(opaque.parameters()), 0.1)(v)
+
+    torch.testing.assert_close(through_z, double_backprop, rtol=1e-4, atol=1e-6)
+
+
 def test_vpg_is_a_plain_gradient_step():
     agent, obs, actions, adv, old_lp = real_batch("CartPole-v1", algo="vpg", vpg_lr=0.1)
     params = list(agent.policy.parameters())

@@ -118,6 +118,40 @@ def fisher_vector_product(
     return product
 
 
+def gauss_newton_fisher_vector_product(
+    dist_params: Sequence[Tensor],
+    mean_kl_of: Callable[[Sequence[Tensor]], Tensor],
+    params: Sequence[Tensor],
+    damping: float,
+) -> Callable[[Tensor], Tensor]:
+    """Return v ↦ (F + λI) v as Jᵀ M J v + λv, where J = ∂z/∂θ for the distribution
+    parameters z = ``dist_params`` (logits, or mean and log-std: functions of ``params``)
+    and M is the Hessian in z of ``mean_kl_of(z)``, the mean KL from the detached θk
+    distribution, at z(θk).
+
+    The KL's gradient in z is zero at θk, so this is the same Hessian that
+    `fisher_vector_product` takes by double backprop, whose extra terms are multiplied by
+    that zero gradient; skipping them makes a product cost ~1.4 gradients instead of ~2.
+    J v comes from a graph of Jᵀu, linear in a dummy u, built once; M acts elementwise in
+    z; Jᵀ(M J v) is one backward pass through the retained forward graph.
+    """
+    params = list(params)
+    z_at = [z.detach().requires_grad_() for z in dist_params]
+    kl_grad_z = torch.autograd.grad(mean_kl_of(z_at), z_at, create_graph=True)
+    dummy = [torch.zeros_like(z, requires_grad=True) for z in dist_params]
+    jt_dummy = torch.autograd.grad(dist_params, params, dummy, create_graph=True)
+    sizes = [p.numel() for p in params]
+
+    def product(v: Tensor) -> Tensor:
+        v_parts = [part.view_as(p) for part, p in zip(torch.split(v, sizes), params)]
+        jv = torch.autograd.grad(jt_dummy, dummy, v_parts, retain_graph=True)
+        mjv = torch.autograd.grad(kl_grad_z, z_at, jv, retain_graph=True)
+        fv = torch.autograd.grad(dist_params, params, mjv, retain_graph=True)
+        return torch.cat([part.reshape(-1) for part in fv]) + damping * v
+
+    return product
+
+
 @dataclass(frozen=True)
 class LineSearchResult:
     params: Tensor

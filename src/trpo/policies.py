@@ -27,6 +27,7 @@ from torch.distributions import (
 )
 from torch.distributions import kl_divergence as _kl
 
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
@@ -127,15 +128,41 @@ class MLPPolicy(nn.Module):
             self.log_std = nn.Parameter(torch.full((out_dim,), float(log_std_init)))
 
     def forward(self, obs: Tensor) -> Distribution:
+        return self.distribution(*self.distribution_parameters(obs))
+
+    def distribution_parameters(self, obs: Tensor) -> tuple[Tensor, ...]:
+        """z, what the action distribution is built from: the network's output (logits or
+        the Gaussian's mean) and, for Box actions, the log-std. The update's Fisher-vector
+        product works through z (`gauss_newton_fisher_vector_product`)."""
         out = self.net(obs)
+        return (out, self.log_std) if self.kind == "box" else (out,)
+
+    def distribution(self, out: Tensor, log_std: Tensor | None = None) -> Distribution:
+        """The action distribution of `distribution_parameters`' z."""
         if self.kind == "discrete":
             return Categorical(logits=out, validate_args=False)
         if self.kind == "box":
-            std = self.log_std.exp().expand_as(out)
+            std = log_std.exp().expand_as(out)
             return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
         if self.kind == "multidiscrete":
             return MultiCategorical(out, self.nvec)
         return IndependentBernoulli(out)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """A sampled action per row and its log-probability: the numbers, and the random
+        draws, of ``dist = self(obs); a = dist.sample(); dist.log_prob(a)``, without
+        building distribution objects, which cost ~25 % of a rollout step's policy call."""
+        out = self.net(obs)
+        if self.kind == "discrete":
+            logits = out - out.logsumexp(-1, keepdim=True)
+            action = torch.multinomial(logits.softmax(-1), 1, True).squeeze(-1)
+            return action, logits.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        if self.kind == "box":
+            std = self.log_std.exp().expand_as(out)
+            action = torch.normal(out, std)
+            log_density = -((action - out) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
+            return action, log_density.sum(-1)
+        return _draw(self.distribution(out))
 
 
 class MLPValue(nn.Module):
@@ -145,6 +172,17 @@ class MLPValue(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs).squeeze(-1)
+
+
+def sample_action(policy: nn.Module, obs: Tensor) -> tuple[Tensor, Tensor]:
+    """Sampled actions for a batch of observations and their log-probabilities, through
+    `MLPPolicy.sample`'s shortcut where it applies."""
+    return policy.sample(obs) if isinstance(policy, MLPPolicy) else _draw(policy(obs))
+
+
+def _draw(dist: Distribution) -> tuple[Tensor, Tensor]:
+    action = dist.sample()
+    return action, dist.log_prob(action)
 
 
 def action_kind(space: gym.Space) -> str:

@@ -24,6 +24,7 @@ from trpo.envs import (
     RunningMeanStd,
     check_finite,
 )
+from trpo.policies import sample_action
 
 
 @dataclass
@@ -272,9 +273,7 @@ class RolloutCollector:
             drawn = torch.zeros((self.draw_rows, obs.shape[1]))
             drawn[rows] = torch.from_numpy(obs)
         with torch.inference_mode():
-            dist = self.policy(drawn)
-            action = dist.sample()
-            log_prob = dist.log_prob(action)
+            action, log_prob = sample_action(self.policy, drawn)
         return action[rows].numpy(), log_prob[rows].numpy()
 
     def _drop(self, bad: np.ndarray, encoded: np.ndarray, final: np.ndarray, reward: np.ndarray):

@@ -14,6 +14,7 @@ value-function fit. Paper: Schulman et al., "Trust Region Policy Optimization", 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,9 @@ from trpo.functional import (
     explained_variance,
     fisher_vector_product,
     flat_grad,
+    gauss_newton_fisher_vector_product,
 )
-from trpo.policies import mean_kl
+from trpo.policies import MLPPolicy, mean_kl
 
 
 @dataclass(frozen=True)
@@ -78,25 +80,19 @@ def policy_step(
             kl = mean_kl(old_dist, dist, config.kl_direction)
         return float(improvement), float(kl)
 
-    new_dist = policy(obs)
-    surrogate_at_old = surrogate(new_dist)
+    surrogate_at_old = surrogate(policy(obs))
     surrogate_old = surrogate_at_old.detach()
-    g = flat_grad(surrogate_at_old, params, retain_graph=True)
+    g = flat_grad(surrogate_at_old, params)
 
     if config.algo == "vpg":
         step = config.vpg_lr * g
         cg_residual, cg_iterations = math.nan, 0
     else:
-        # Either KL direction has the Fisher as its Hessian at θk; build F from KL(old‖new).
-        fisher_old, fisher_new = old_dist, new_dist
+        fisher_obs = obs
         if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
             n = obs.shape[0]
-            subset = obs[torch.randperm(n)[: max(1, round(config.fvp_subsample * n))]]
-            with torch.no_grad():
-                fisher_old = policy(subset)
-            fisher_new = policy(subset)
-        kl = mean_kl(fisher_old, fisher_new, "old_new")
-        fvp = fisher_vector_product(kl, params, config.damping)
+            fisher_obs = obs[torch.randperm(n)[: max(1, round(config.fvp_subsample * n))]]
+        fvp = fisher_product(policy, fisher_obs, params, config.damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":
@@ -132,6 +128,26 @@ def policy_step(
         grad_norm=float(g.norm()),
         nonfinite=nonfinite,
     )
+
+
+def fisher_product(
+    policy: nn.Module, obs: Tensor, params: list[Tensor], damping: float
+) -> Callable[[Tensor], Tensor]:
+    """v ↦ (F + λI) v on the states ``obs`` at the current parameters θk: through the
+    distribution parameters where the policy exposes them (`MLPPolicy`), else by double
+    backprop through any policy. Either KL direction has F as its Hessian at θk; both
+    products differentiate KL(old ‖ new)."""
+    if isinstance(policy, MLPPolicy):
+        z = policy.distribution_parameters(obs)
+        old = policy.distribution(*(part.detach() for part in z))
+
+        def mean_kl_of(z_new):
+            return mean_kl(old, policy.distribution(*z_new), "old_new")
+
+        return gauss_newton_fisher_vector_product(z, mean_kl_of, params, damping)
+    with torch.no_grad():
+        old = policy(obs)
+    return fisher_vector_product(mean_kl(old, policy(obs), "old_new"), params, damping)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,11 @@ class TRPO:
         """The policy the update changes: `policy` itself, or its copy on the GPU."""
         if self.device.type != "cpu":
             self.learner_policy = copy.deepcopy(self.policy).to(self.device)
-        self.value_optimizer = torch.optim.Adam(self.value_fn.parameters(), lr=config.value_lr)
+        # fused: one kernel per step instead of a dozen foreach ops, ~40 % off the value fit
+        # at 64-row minibatches; it rounds differently from the default (by ~1e-7).
+        self.value_optimizer = torch.optim.Adam(
+            self.value_fn.parameters(), lr=config.value_lr, fused=True
+        )
         self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
         self.collector = self._collector(factory)
         self.iteration = 0

@@ -1,0 +1,141 @@
+"""sb3-contrib's TRPO with rl-zoo's tuned MuJoCo settings on today's env versions.
+
+    python benchmarks/sb3_reference.py Hopper-v5                 # seeds 0-2, 1M steps
+    python benchmarks/sb3_reference.py Walker2d-v5 --seeds 0 1 --steps 200000
+
+The published sb3-contrib and rl-zoo figures in docs/results.md were measured on v3/v4
+envs. This trains the same library with the same settings (rl-zoo's `trpo.yml`) on the env
+id given, evaluates it the way `trpo benchmark` evaluates its runs (10 deterministic
+episodes every 10,240 steps, frozen observation statistics, raw returns), and scores it the
+same way: the mean of the last 5 evaluations, and the best across-seed mean during
+training. Each seed writes `<out>/<env>-s<seed>.csv` (steps, eval_return); a seed whose
+file is complete is skipped, so an interrupted reference resumes seed by seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from sb3_contrib import TRPO as SB3TRPO
+from speed import evaluate_sb3
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+EVAL_EVERY_STEPS = 10_240
+"""trpo's `eval_every=10` iterations of 1,024 steps, the cadence of docs/results.md."""
+SCORE_WINDOW = 5
+"""A run's score is the mean of its last SCORE_WINDOW evaluations, as in `trpo benchmark`."""
+ZOO_MUJOCO: dict[str, Any] = {
+    "n_envs": 2,
+    "n_steps": 1024,
+    "batch_size": 128,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "sub_sampling_factor": 1,
+    "cg_max_steps": 25,
+    "cg_damping": 0.1,
+    "n_critic_updates": 20,
+    "learning_rate": 1e-3,
+}
+"""rl-zoo's `mujoco-defaults` for TRPO (with `normalize: true`, i.e. VecNormalize)."""
+ZOO_CHANGES: dict[str, dict[str, Any]] = {
+    "HalfCheetah": {"target_kl": 0.04},
+    "Swimmer": {"gamma": 0.9999},
+}
+"""rl-zoo's per-env changes to ZOO_MUJOCO, keyed by env name without its version."""
+
+
+def zoo_settings(env_id: str) -> dict[str, Any]:
+    return {**ZOO_MUJOCO, **ZOO_CHANGES.get(env_id.split("-")[0], {})}
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Evaluates after the first rollout that reaches each multiple of EVAL_EVERY_STEPS."""
+
+    def __init__(self, env_id: str, rows: list[tuple[int, float]]):
+        super().__init__()
+        self.env_id = env_id
+        self.rows = rows
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        due = (len(self.rows) + 1) * EVAL_EVERY_STEPS
+        if self.num_timesteps >= due:
+            returns = evaluate_sb3(self.model, self.env_id)
+            self.model.get_env().training = True  # evaluate_sb3 freezes the statistics
+            self.rows.append((self.num_timesteps, statistics.fmean(returns)))
+
+
+def train(env_id: str, seed: int, steps: int) -> list[tuple[int, float]]:
+    settings = zoo_settings(env_id)
+    n_envs = settings.pop("n_envs")
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    venv = VecNormalize(venv, gamma=settings["gamma"])
+    model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
+    rows: list[tuple[int, float]] = []
+    model.learn(steps, callback=PeriodicEvaluation(env_id, rows))
+    venv.close()
+    return rows
+
+
+def read_rows(path: Path, steps: int) -> list[tuple[int, float]] | None:
+    """The finished run stored at ``path``, or None if there is none."""
+    if not path.exists():
+        return None
+    with path.open() as f:
+        rows = [(int(r["steps"]), float(r["eval_return"])) for r in csv.DictReader(f)]
+    return rows if rows and rows[-1][0] >= steps else None
+
+
+def write_rows(path: Path, rows: list[tuple[int, float]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["steps", "eval_return"])
+        writer.writerows(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("env_id")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=Path("runs/sb3-reference"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    runs = {}
+    for seed in args.seeds:
+        path = args.out / f"{args.env_id}-s{seed}.csv"
+        rows = read_rows(path, args.steps)
+        if rows is None:
+            rows = train(args.env_id, seed, args.steps)
+            write_rows(path, rows)
+        runs[seed] = rows
+        score = statistics.fmean(r for _, r in rows[-SCORE_WINDOW:])
+        print(f"{args.env_id} seed {seed}: score {score:.1f} after {rows[-1][0]:,} steps")
+
+    scores = [statistics.fmean(r for _, r in rows[-SCORE_WINDOW:]) for rows in runs.values()]
+    evaluations = min(len(rows) for rows in runs.values())
+    max_of_mean = max(
+        statistics.fmean(rows[i][1] for rows in runs.values()) for i in range(evaluations)
+    )
+    spread = statistics.pstdev(scores)  # as `trpo benchmark` reports it
+    per_seed = ", ".join(f"{s:.0f}" for s in scores)
+    print(
+        f"{args.env_id}, sb3-contrib TRPO, rl-zoo settings, seeds {args.seeds}: "
+        f"score {statistics.fmean(scores):.1f} ± {spread:.1f} ({per_seed}), "
+        f"max of mean {max_of_mean:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

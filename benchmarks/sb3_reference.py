@@ -8,8 +8,9 @@ envs. This trains the same library with the same settings (rl-zoo's `trpo.yml`) 
 id given, evaluates it the way `trpo benchmark` evaluates its runs (10 deterministic
 episodes every 10,240 steps, frozen observation statistics, raw returns), and scores it the
 same way: the mean of the last 5 evaluations, and the best across-seed mean during
-training. Each seed writes `<out>/<env>-s<seed>.csv` (steps, eval_return); a seed whose
-file is complete is skipped, so an interrupted reference resumes seed by seed.
+training. Each seed writes its evaluations to `<out>/<env>-s<seed>.partial.csv` as they
+come and renames it `<env>-s<seed>.csv` when it finishes; a seed with that file is skipped,
+so an interrupted reference restarts only its unfinished seed.
 """
 
 from __future__ import annotations
@@ -56,50 +57,50 @@ def zoo_settings(env_id: str) -> dict[str, Any]:
 
 
 class PeriodicEvaluation(BaseCallback):
-    """Evaluates after the first rollout that reaches each multiple of EVAL_EVERY_STEPS."""
+    """Evaluates after the first rollout that reaches each multiple of EVAL_EVERY_STEPS,
+    appending each evaluation to ``path`` as it comes, so a long run shows its progress."""
 
-    def __init__(self, env_id: str, rows: list[tuple[int, float]]):
+    def __init__(self, env_id: str, path: Path):
         super().__init__()
         self.env_id = env_id
-        self.rows = rows
+        self.path = path
+        self.evaluations = 0
+        path.write_text("steps,eval_return\n")
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        due = (len(self.rows) + 1) * EVAL_EVERY_STEPS
-        if self.num_timesteps >= due:
-            returns = evaluate_sb3(self.model, self.env_id)
-            self.model.get_env().training = True  # evaluate_sb3 freezes the statistics
-            self.rows.append((self.num_timesteps, statistics.fmean(returns)))
+        if self.num_timesteps >= (self.evaluations + 1) * EVAL_EVERY_STEPS:
+            mean_return = statistics.fmean(evaluate_sb3(self.model, self.env_id))
+            self.model.get_env().training = True  # evaluate_sb3 froze the statistics
+            self.evaluations += 1
+            with self.path.open("a", newline="") as f:
+                csv.writer(f).writerow([self.num_timesteps, mean_return])
+            run = self.path.name.removesuffix(".partial.csv")
+            print(f"{run}: {self.num_timesteps:,} steps, return {mean_return:.1f}")
 
 
-def train(env_id: str, seed: int, steps: int) -> list[tuple[int, float]]:
+def train(env_id: str, seed: int, steps: int, path: Path) -> None:
+    """Trains one seed, writing its evaluations to a partial file that becomes ``path``
+    only once the run has finished."""
+    partial = path.with_suffix(".partial.csv")
     settings = zoo_settings(env_id)
     n_envs = settings.pop("n_envs")
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     venv = VecNormalize(venv, gamma=settings["gamma"])
     model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
-    rows: list[tuple[int, float]] = []
-    model.learn(steps, callback=PeriodicEvaluation(env_id, rows))
+    model.learn(steps, callback=PeriodicEvaluation(env_id, partial))
     venv.close()
-    return rows
+    partial.replace(path)
 
 
-def read_rows(path: Path, steps: int) -> list[tuple[int, float]] | None:
+def read_rows(path: Path) -> list[tuple[int, float]] | None:
     """The finished run stored at ``path``, or None if there is none."""
     if not path.exists():
         return None
     with path.open() as f:
-        rows = [(int(r["steps"]), float(r["eval_return"])) for r in csv.DictReader(f)]
-    return rows if rows and rows[-1][0] >= steps else None
-
-
-def write_rows(path: Path, rows: list[tuple[int, float]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["steps", "eval_return"])
-        writer.writerows(rows)
+        return [(int(r["steps"]), float(r["eval_return"])) for r in csv.DictReader(f)]
 
 
 def main() -> None:
@@ -115,10 +116,10 @@ def main() -> None:
     runs = {}
     for seed in args.seeds:
         path = args.out / f"{args.env_id}-s{seed}.csv"
-        rows = read_rows(path, args.steps)
+        rows = read_rows(path)
         if rows is None:
-            rows = train(args.env_id, seed, args.steps)
-            write_rows(path, rows)
+            train(args.env_id, seed, args.steps, path)
+            rows = read_rows(path)
         runs[seed] = rows
         score = statistics.fmean(r for _, r in rows[-SCORE_WINDOW:])
         print(f"{args.env_id} seed {seed}: score {score:.1f} after {rows[-1][0]:,} steps")

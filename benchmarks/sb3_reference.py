@@ -113,22 +113,19 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    runs = {}
+    runs, scores = [], []
     for seed in args.seeds:
         path = args.out / f"{args.env_id}-s{seed}.csv"
         rows = read_rows(path)
         if rows is None:
             train(args.env_id, seed, args.steps, path)
             rows = read_rows(path)
-        runs[seed] = rows
-        score = statistics.fmean(r for _, r in rows[-SCORE_WINDOW:])
-        print(f"{args.env_id} seed {seed}: score {score:.1f} after {rows[-1][0]:,} steps")
+        runs.append(rows)
+        scores.append(statistics.fmean(r for _, r in rows[-SCORE_WINDOW:]))
+        print(f"{args.env_id} seed {seed}: score {scores[-1]:.1f} after {rows[-1][0]:,} steps")
 
-    scores = [statistics.fmean(r for _, r in rows[-SCORE_WINDOW:]) for rows in runs.values()]
-    evaluations = min(len(rows) for rows in runs.values())
-    max_of_mean = max(
-        statistics.fmean(rows[i][1] for rows in runs.values()) for i in range(evaluations)
-    )
+    evaluations = min(len(rows) for rows in runs)
+    max_of_mean = max(statistics.fmean(rows[i][1] for rows in runs) for i in range(evaluations))
     spread = statistics.pstdev(scores)  # as `trpo benchmark` reports it
     per_seed = ", ".join(f"{s:.0f}" for s in scores)
     print(

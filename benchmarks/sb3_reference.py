@@ -73,7 +73,6 @@ class PeriodicEvaluation(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.num_timesteps >= (self.evaluations + 1) * EVAL_EVERY_STEPS:
             mean_return = statistics.fmean(evaluate_sb3(self.model, self.env_id))
-            self.model.get_env().training = True  # evaluate_sb3 froze the statistics
             self.evaluations += 1
             with self.path.open("a", newline="") as f:
                 csv.writer(f).writerow([self.num_timesteps, mean_return])

@@ -250,9 +250,9 @@ def run_sb3(m: dict[str, Any], steps: int) -> dict[str, Any]:
 
 
 def evaluate_sb3(model: SB3TRPO, env_id: str) -> list[float]:
-    """trpo's evaluation for sb3: deterministic actions, frozen statistics, raw returns."""
+    """trpo's evaluation for sb3: deterministic actions, frozen statistics (`normalize_obs`
+    reads them without updating them), raw returns."""
     normalizer = model.get_env()
-    normalizer.training = False
     env = gym.make(env_id)
     returns = []
     for i in range(EVAL_EPISODES):

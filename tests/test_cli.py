@@ -182,6 +182,14 @@ def test_presets_for_one_env(capsys):
     assert json.loads(capsys.readouterr().out) == PRESETS["Pendulum-v1"]
 
 
+def test_presets_names_an_env_tuned_to_the_defaults(capsys):
+    assert main(["presets", "Hopper-v5"]) == 0
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {}
+    assert "Hopper-v5 runs with the defaults" in captured.err
+
+
 def test_help_config_lists_every_field(capsys):
     assert main(["train", "--help-config"]) == 0
 

@@ -485,7 +485,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"no preset for {args.env_id}; presets exist for: {', '.join(sorted(PRESETS))}"
             )
-        print(json.dumps(preset_for(args.env_id), indent=2))
+        preset = preset_for(args.env_id)
+        print(json.dumps(preset, indent=2))
+        if not preset:
+            hint = f"{args.env_id} runs with the defaults (`trpo train --help-config`)"
+            print(hint, file=sys.stderr)
         return 0
     for env_id, preset in PRESETS.items():
         settings = " ".join(f"{k}={v}" for k, v in preset.items()) or "(defaults)"

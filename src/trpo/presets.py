@@ -55,7 +55,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "Hopper-v5": {},
     # The defaults score 4536, 4097, 697 on seeds 100-102 at 1M steps; rl-zoo's settings
     # (2048-step batches, λ 0.95, 25 CG iterations, 20 value epochs of 128, reward scaling)
-    # scored 4742, 4115, 908. Seed 102 settles in the same dive-and-fall gait with both.
+    # scored 4742, 4115, 908, and sb3-contrib's settings in full (those with 2 envs and
+    # KL(new ‖ old)) 3670, 2393, 3050. Seed 102's defaults run dives forward and falls.
     "Walker2d-v5": {},
     # The defaults score 2429, 1699, 3415 on seeds 100-102 at 1M steps. Reward scaling
     # scored 1662, 4171, 3878 there but 1813, 1679, 1522 on seeds 0-2 (defaults: 1792,

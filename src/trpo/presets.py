@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Where an entry is empty the defaults are the tuned choice: they meet the target, or
-    # nothing tried beat them on seeds >= 100 (docs/results.md has every run).
+    # Where an entry is empty the env runs with the defaults: they meet the target, nothing
+    # tried beat them on seeds >= 100, or (where the comment says "untuned") nothing was
+    # tried yet. docs/results.md has every run.
     # The defaults solve CartPole-v1 (500) within 100k steps.
     "CartPole-v1": {},
     # The defaults score -83 on seeds 0-2 at 100k steps (target -85).

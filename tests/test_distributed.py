@@ -63,6 +63,18 @@ def test_two_workers_give_the_local_first_batch_and_update(env_id):
         assert torch.equal(a, b)
 
 
+def test_one_worker_with_per_step_statistics_gives_the_local_first_batch_and_update():
+    """With `obs_norm_update=step` each worker's statistics follow its own envs, so only one
+    worker, which sees every env, matches the local run exactly."""
+    local_batch, local_params = first_batch_and_update("Pendulum-v1", obs_norm_update="step")
+    ray_batch, ray_params = first_batch_and_update(
+        "Pendulum-v1", obs_norm_update="step", backend="ray", ray_workers=1
+    )
+    assert_same_batch(local_batch, ray_batch)
+    for a, b in zip(local_params, ray_params, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_uneven_split_gives_the_local_run():
     """3 workers over 4 envs (2, 1, 1), reward scaling on: six iterations, every metric
     but the timings equal."""

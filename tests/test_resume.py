@@ -63,6 +63,16 @@ def test_resume_with_reward_scaling_is_bit_identical(tmp_path):
     assert whole.reward_scaler.stats == resumed.reward_scaler.stats
 
 
+@pytest.mark.parametrize("mode", ["step", "iteration"])
+def test_resume_is_bit_identical_in_either_obs_norm_update_mode(mode, tmp_path):
+    whole, resumed = interrupted_and_uninterrupted("Pendulum-v1", tmp_path, obs_norm_update=mode)
+    for a, b in zip(parameters(whole), parameters(resumed), strict=True):
+        assert torch.equal(a, b)
+    for moment in ("mean", "var", "count"):
+        a, b = getattr(whole.normalizer.stats, moment), getattr(resumed.normalizer.stats, moment)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_hopper_resume_is_bit_identical(tmp_path):
     pytest.importorskip("mujoco")
     whole, resumed = interrupted_and_uninterrupted("Hopper-v5", tmp_path)

@@ -1,12 +1,16 @@
 """Rollout collection: SAME_STEP autoreset keeps fake transitions out of the batch, final
-observations feed the truncation bootstrap, and episode statistics match the env's own."""
+observations feed the truncation bootstrap, episode statistics match the env's own, and
+observations are normalised with the statistics their `obs_norm_update` mode promises."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from trpo import TRPO
-from trpo.envs import EnvError
+from trpo.envs import EnvError, ObservationNormalizer, RunningMeanStd
 
 EPISODE_LENGTHS = (3, 5, 2, 4)
 
@@ -111,6 +115,52 @@ def test_collection_continues_episodes_across_batches():
     np.testing.assert_array_equal(second.obs[0, 0], first.next_obs[-1, 0])
     assert first.episode_lengths == [3]
     assert second.episode_lengths == [5]
+
+
+def normalised(raw: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``raw`` normalised with the moments of the observations ``seen`` (none: unchanged)."""
+    if len(seen) == 0:
+        return raw
+    mean, var = seen.mean(0), seen.var(0)
+    return np.clip((raw - mean) / np.sqrt(var + 1e-8), -10.0, 10.0)
+
+
+@pytest.mark.parametrize("mode", ["step", "iteration"])
+def test_each_step_is_normalised_with_the_statistics_its_mode_promises(mode):
+    """CountingEnv's observations do not depend on the actions, so an unnormalised run
+    shows the raw observations the normalised run saw."""
+    settings = {"n_envs": 2, "steps_per_iter": 12}
+    raw = TRPO(CountingEnv, normalize_obs=False, **settings).collector.collect(12).obs
+    raw = raw.astype(np.float64)
+    agent = TRPO(CountingEnv, obs_norm_update=mode, **settings)
+    first, second = agent.collector.collect(6), agent.collector.collect(6)
+    seen = np.concatenate([first.obs, second.obs])
+    for t in range(12):
+        moments_from = raw[: t + 1] if mode == "step" else raw[: 6 * (t // 6)]
+        expected = normalised(raw[t], moments_from.reshape(-1, 2))
+        np.testing.assert_allclose(seen[t], expected, rtol=1e-5, atol=1e-5, err_msg=f"step {t}")
+    # Either way, after a batch the statistics hold every observation collected so far.
+    stats = agent.normalizer.stats
+    np.testing.assert_allclose(stats.mean, raw.reshape(-1, 2).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.var, raw.reshape(-1, 2).var(0), rtol=1e-10)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    steps=st.lists(
+        arrays(np.float32, (3, 2), elements=st.floats(-100, 100, width=32)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_per_step_normaliser_takes_in_each_step_before_normalising_it(steps):
+    normalizer = ObservationNormalizer(2, enabled=True, clip=10.0, per_step=True)
+    for t, raw in enumerate(steps):
+        seen = np.concatenate(steps[: t + 1]).astype(np.float64)
+        got = normalizer.observe(raw)
+        np.testing.assert_allclose(got, normalised(raw, seen), rtol=1e-4, atol=1e-3)
+    normalizer.observe_batch(RunningMeanStd.of(np.concatenate(steps)))  # already taken in
+    assert normalizer.stats.count == 3 * len(steps)
 
 
 class NaNEnv(CountingEnv):

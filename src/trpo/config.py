@@ -18,6 +18,7 @@ from typing import Any, Literal
 Algo = Literal["vpg", "npg", "kl_penalty", "trpo"]
 """From the plain gradient step to the trust region, the order in which they compare."""
 KLDirection = Literal["old_new", "new_old"]
+ObsNormUpdate = Literal["step", "iteration"]
 
 
 class ConfigError(ValueError):
@@ -116,8 +117,13 @@ class Config:
     """Minibatch size of the value regression."""
 
     normalize_obs: bool = True
-    """Running mean/std observation normalisation (Box observations only). Statistics are
-    frozen while a batch is collected and updated between iterations."""
+    """Running mean/std observation normalisation (Box observations only)."""
+    obs_norm_update: ObsNormUpdate = "iteration"
+    """When the observation statistics take in new observations: `step` at every env step,
+    before they are normalised (as Stable-Baselines3's VecNormalize), so a batch is
+    normalised with statistics that include it; `iteration` once per batch, after it is
+    collected, so a batch is collected with one fixed transform. With `backend=ray` and
+    `step`, each worker's statistics follow its own envs within an iteration."""
     clip_obs: float = 10.0
     """Normalised observations are clipped to ±clip_obs."""
     normalize_reward: bool = False
@@ -262,6 +268,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
     for name, allowed in (
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
+        ("obs_norm_update", typing.get_args(ObsNormUpdate)),
         ("vec", ("sync", "async", "envpool")),
         ("backend", ("local", "ray")),
         ("nonfinite_env", ("error", "drop")),

@@ -82,7 +82,10 @@ class RolloutWorker:
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
         self.normalizer = ObservationNormalizer(
-            encoder.dim, config.normalize_obs and encoder.is_box, config.clip_obs
+            encoder.dim,
+            config.normalize_obs and encoder.is_box,
+            config.clip_obs,
+            per_step=config.obs_norm_update == "step",
         )
         self.collector = RolloutCollector(
             envs,
@@ -174,6 +177,8 @@ class RayCollector:
         self._states = [state for _, state, _, _ in results]
         torch.set_rng_state(torch.from_numpy(results[0][2].copy()))
         batch = Batch.join(batches)
+        # Every mode ends on the statistics of all that the workers saw, in a fixed order.
+        self.normalizer.update(batch.obs_stats)
         self.total_steps += batch.n_transitions
         self.timing = Timing(
             broadcast_bytes=sum(v.nbytes for v in weights.values()),

@@ -308,12 +308,17 @@ class RunningMeanStd:
 
 
 class ObservationNormalizer:
-    """(obs − mean) / std, clipped. Statistics change only through ``update`` (between
-    iterations), so a batch is collected and learned from with one fixed transform."""
+    """(obs − mean) / std, clipped, with running statistics of the raw observations.
 
-    def __init__(self, dim: int, enabled: bool, clip: float):
+    A rollout passes each step's raw observations through `observe` and the batch's moments
+    through `observe_batch`: with ``per_step`` the statistics take in every step before it
+    is normalised, otherwise only whole batches, between iterations, so a batch is
+    collected with one fixed transform. Calling the normaliser never changes it."""
+
+    def __init__(self, dim: int, enabled: bool, clip: float, per_step: bool = False):
         self.enabled = enabled
         self.clip = clip
+        self.per_step = per_step
         self.stats = RunningMeanStd.zeros((dim,))
         self._refresh()
 
@@ -325,6 +330,17 @@ class ObservationNormalizer:
         if self.enabled:
             self.stats = self.stats.merge(batch_stats)
             self._refresh()
+
+    def observe(self, raw_obs: np.ndarray) -> np.ndarray:
+        """One step's raw observations [n_envs, dim], normalised for the policy."""
+        if self.per_step and self.enabled:
+            self.update(RunningMeanStd.of(raw_obs))
+        return self(raw_obs)
+
+    def observe_batch(self, batch_stats: RunningMeanStd) -> None:
+        """The moments of a collected batch's raw observations."""
+        if not self.per_step:
+            self.update(batch_stats)
 
     def set_stats(self, stats: RunningMeanStd) -> None:
         self.stats = stats

@@ -2,7 +2,8 @@
 
 `RolloutCollector` is the one component that touches the environments during training; a
 distributed backend (`trpo.distributed`) replaces it by anything with the same
-``collect(n_steps) -> Batch``, ``state()``, ``restore(state)`` and ``close()``.
+``collect(n_steps) -> Batch``, ``state()``, ``restore(state)`` and ``close()``, whose
+``collect`` also leaves the observation normaliser's statistics up to date.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from trpo.policies import sample_action
 class Batch:
     """T steps of N envs. Index [t, i] is the transition of env i at step t.
 
-    ``obs`` are the observations the policy saw (encoded and normalised with the frozen
-    statistics); ``next_obs`` the observation each transition led to: the env's final
+    ``obs`` are the observations the policy saw (encoded and normalised as it saw them);
+    ``next_obs`` the observation each transition led to: the env's final
     observation where the episode ended (terminated or truncated), never a reset one.
     """
 
@@ -209,7 +210,7 @@ class RolloutCollector:
 
         for t in range(n_steps):
             raw_obs[t] = self._raw_obs
-            obs = self.normalizer(self._raw_obs)
+            obs = self.normalizer.observe(self._raw_obs)
             obs_buf[t] = obs
             action_np, log_probs[t] = self._act(obs)
             if actions is None:
@@ -250,7 +251,7 @@ class RolloutCollector:
             scaler.discounted[done] = 0.0
             self._raw_obs = encoded
 
-        return Batch(
+        batch = Batch(
             obs=obs_buf,
             actions=actions,
             log_probs=log_probs,
@@ -264,6 +265,8 @@ class RolloutCollector:
             episode_lengths=episode_lengths,
             valid=valid,
         )
+        self.normalizer.observe_batch(batch.obs_stats)
+        return batch
 
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sampled actions and their log-probabilities under the frozen policy."""

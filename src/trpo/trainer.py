@@ -183,7 +183,10 @@ class TRPO:
         self.adapter = ActionAdapter(self.action_space)
         self.encoder = ObservationEncoder(self.observation_space)
         self.normalizer = ObservationNormalizer(
-            self.encoder.dim, config.normalize_obs and self.encoder.is_box, config.clip_obs
+            self.encoder.dim,
+            config.normalize_obs and self.encoder.is_box,
+            config.clip_obs,
+            per_step=config.obs_norm_update == "step",
         )
         self.custom_modules = policy is not None or value_fn is not None
         self.policy = policy or MLPPolicy(
@@ -300,7 +303,6 @@ class TRPO:
             self.config.value_minibatch,
         )
         t4 = time.perf_counter()
-        self.normalizer.update(batch.obs_stats)
         self.iteration += 1
         self.steps += batch.n_transitions
         self.episodes += len(batch.episode_returns)

@@ -50,21 +50,36 @@ PRESETS: dict[str, dict[str, Any]] = {
     # with γ = 0.9999 a shorter GAE λ (0.95) scored 108 on seed 100. On seeds 0-2 it scores
     # 115, 351, 178: some seeds settle in a slower gait.
     "Swimmer-v5": {"gamma": 0.9999},
-    # The defaults score 3539, 3277, 2142 on seeds 100-102 at 1M steps. No better there:
-    # 2048-step batches (2413, 3295, 1683), the same with max_kl 0.02 (2169, 2428),
-    # rl-zoo's settings (1400, 1795) and max_kl 0.005 (3560, 2933, 2813, within the spread).
+    # The defaults score 3539, 3277, 2142, 2626, 3124 on seeds 100-104 at 1M steps. No
+    # better there: 2048-step batches (2413, 3295, 1683), the same with max_kl 0.02 (2169,
+    # 2428), rl-zoo's settings (1400, 1795), max_kl 0.005 (3560, 2933, 2813, within the
+    # spread) and per-step observation statistics (3075, 1688, 3329, 1719, 3418).
     "Hopper-v5": {},
-    # The defaults score 4536, 4097, 697 on seeds 100-102 at 1M steps; rl-zoo's settings
-    # (2048-step batches, λ 0.95, 25 CG iterations, 20 value epochs of 128, reward scaling)
-    # scored 4742, 4115, 908, and sb3-contrib's settings in full (those with 2 envs and
-    # KL(new ‖ old)) 3670, 2393, 3050. Seed 102's defaults run dives forward and falls.
-    "Walker2d-v5": {},
-    # The defaults score 2429, 1699, 3415 on seeds 100-102 at 1M steps. Reward scaling
-    # scored 1662, 4171, 3878 there but 1813, 1679, 1522 on seeds 0-2 (defaults: 1792,
-    # 4221, 1753); max_kl 0.04 scored 1855 on seed 100; sb3-contrib's rl-zoo settings in
-    # full (2 envs, 2048-step batches, λ 0.95, 25 CG iterations, 20 value epochs of 128,
-    # reward scaling, max_kl 0.04, KL(new ‖ old)) scored 4592, 1910, 1964.
-    "HalfCheetah-v5": {},
+    # Chosen on seeds 100-104 at 1M steps: sb3-contrib's rl-zoo settings in full (2 envs,
+    # 2048-step batches, λ 0.95, 25 CG iterations, 20 value epochs of 128, reward scaling,
+    # KL(new ‖ old)) with per-step observation statistics scored 3661, 5274, 4196, 3967,
+    # 3787 (mean 4177). Without per-step statistics: 3671, 2393, 3050, 4719, 4441 (3655);
+    # the defaults: 4536, 4097, 697, 2521, 4027 (3176), and with per-step statistics 3881,
+    # 4103, 4060, 3307, 908 (3252). The defaults' seed 102 dives forward and falls.
+    "Walker2d-v5": {
+        "n_envs": 2,
+        "steps_per_iter": 2048,
+        "gae_lambda": 0.95,
+        "cg_iters": 25,
+        "value_epochs": 20,
+        "value_minibatch": 128,
+        "normalize_reward": True,
+        "kl_direction": "new_old",
+        "obs_norm_update": "step",
+    },
+    # Chosen on seeds 100-104 at 1M steps: per-step observation statistics scored 4338,
+    # 4652, 3404, 3376, 3597 (mean 3873) against the defaults' 2429, 1699, 3415, 1831,
+    # 4907 (2856). HalfCheetah never terminates, its speeds keep growing, and statistics a
+    # batch behind normalise the fastest states worst. Not better before: reward scaling
+    # (1662, 4171, 3878 on seeds 100-102 but 1813, 1679, 1522 on seeds 0-2), max_kl 0.04
+    # (1855 on seed 100), sb3-contrib's rl-zoo settings in full with max_kl 0.04 (4592,
+    # 1910, 1964).
+    "HalfCheetah-v5": {"obs_norm_update": "step"},
     # Chosen on seeds 100-102 at 1M steps (scores 2569, 1784, 2205; the defaults scored
     # 388, 204, 327 on seeds 0-2). With the default std of 1 over 8 action dimensions the
     # expected control cost (~2.1 per step, clipped actions) outweighs the healthy reward

@@ -75,10 +75,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Chosen on seeds 100-104 at 1M steps: per-step observation statistics scored 4338,
     # 4652, 3404, 3376, 3597 (mean 3873) against the defaults' 2429, 1699, 3415, 1831,
     # 4907 (2856). A likely reason: HalfCheetah never terminates and its speeds keep
-    # growing, so statistics a batch behind fit the newest states worst. Not better before: reward scaling
-    # (1662, 4171, 3878 on seeds 100-102 but 1813, 1679, 1522 on seeds 0-2), max_kl 0.04
-    # (1855 on seed 100), sb3-contrib's rl-zoo settings in full with max_kl 0.04 (4592,
-    # 1910, 1964).
+    # growing, so statistics a batch behind fit the newest states worst. Not better before:
+    # reward scaling (1662, 4171, 3878 on seeds 100-102 but 1813, 1679, 1522 on seeds 0-2),
+    # max_kl 0.04 (1855 on seed 100), sb3-contrib's rl-zoo settings in full with max_kl
+    # 0.04 (4592, 1910, 1964).
     "HalfCheetah-v5": {"obs_norm_update": "step"},
     # Chosen on seeds 100-102 at 1M steps (scores 2569, 1784, 2205; the defaults scored
     # 388, 204, 327 on seeds 0-2). With the default std of 1 over 8 action dimensions the

@@ -129,10 +129,10 @@ def normalised(raw: np.ndarray, seen: np.ndarray) -> np.ndarray:
 def test_each_step_is_normalised_with_the_statistics_its_mode_promises(mode):
     """CountingEnv's observations do not depend on the actions, so an unnormalised run
     shows the raw observations the normalised run saw."""
-    settings = {"n_envs": 2, "steps_per_iter": 12}
-    raw = TRPO(CountingEnv, normalize_obs=False, **settings).collector.collect(12).obs
+    sizes = {"n_envs": 2, "steps_per_iter": 12}
+    raw = TRPO(CountingEnv, normalize_obs=False, **sizes).collector.collect(12).obs
     raw = raw.astype(np.float64)
-    agent = TRPO(CountingEnv, obs_norm_update=mode, **settings)
+    agent = TRPO(CountingEnv, obs_norm_update=mode, **sizes)
     first, second = agent.collector.collect(6), agent.collector.collect(6)
     seen = np.concatenate([first.obs, second.obs])
     for t in range(12):

@@ -81,12 +81,7 @@ class RolloutWorker:
         envs = make_vector_env(factory, n_envs, config.vec, config.env_id, config.env_kwargs)
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
-        self.normalizer = ObservationNormalizer(
-            encoder.dim,
-            config.normalize_obs and encoder.is_box,
-            config.clip_obs,
-            per_step=config.obs_norm_update == "step",
-        )
+        self.normalizer = ObservationNormalizer.for_run(encoder, config)
         self.collector = RolloutCollector(
             envs,
             policy,

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from trpo.config import Config
 from trpo.policies import UnsupportedSpaceError, action_kind
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -321,6 +322,16 @@ class ObservationNormalizer:
         self.per_step = per_step
         self.stats = RunningMeanStd.zeros((dim,))
         self._refresh()
+
+    @classmethod
+    def for_run(cls, encoder: ObservationEncoder, config: Config) -> ObservationNormalizer:
+        """The normaliser a run's ``config`` asks for (Box observations only)."""
+        return cls(
+            encoder.dim,
+            config.normalize_obs and encoder.is_box,
+            config.clip_obs,
+            per_step=config.obs_norm_update == "step",
+        )
 
     def _refresh(self) -> None:
         self._mean = self.stats.mean.astype(np.float32)

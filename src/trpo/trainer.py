@@ -182,12 +182,7 @@ class TRPO:
         self.action_space = self.envs.single_action_space
         self.adapter = ActionAdapter(self.action_space)
         self.encoder = ObservationEncoder(self.observation_space)
-        self.normalizer = ObservationNormalizer(
-            self.encoder.dim,
-            config.normalize_obs and self.encoder.is_box,
-            config.clip_obs,
-            per_step=config.obs_norm_update == "step",
-        )
+        self.normalizer = ObservationNormalizer.for_run(self.encoder, config)
         self.custom_modules = policy is not None or value_fn is not None
         self.policy = policy or MLPPolicy(
             self.encoder.dim,

@@ -24,7 +24,7 @@ from trpo.config import Config, ConfigError
 from trpo.distributed import BackendError, RayCollector
 from trpo.envs import EnvError, ObservationNormalizer, env_factory
 from trpo.policies import MLPPolicy
-from trpo.rollout import SIDE_BY_SIDE
+from trpo.rollout import SIDE_BY_SIDE, RewardScaler
 
 pytest.importorskip("ray")
 
@@ -64,11 +64,12 @@ def test_two_workers_give_the_local_first_batch_and_update(env_id):
 
 
 def test_one_worker_with_per_step_statistics_gives_the_local_first_batch_and_update():
-    """With `obs_norm_update=step` each worker's statistics follow its own envs, so only one
-    worker, which sees every env, matches the local run exactly."""
-    local_batch, local_params = first_batch_and_update("Pendulum-v1", obs_norm_update="step")
+    """With per-step observation and return statistics each worker's statistics follow its
+    own envs, so only one worker, which sees every env, matches the local run exactly."""
+    per_step = {"obs_norm_update": "step", "normalize_reward": True, "reward_norm_update": "step"}
+    local_batch, local_params = first_batch_and_update("Pendulum-v1", **per_step)
     ray_batch, ray_params = first_batch_and_update(
-        "Pendulum-v1", obs_norm_update="step", backend="ray", ray_workers=1
+        "Pendulum-v1", **per_step, backend="ray", ray_workers=1
     )
     assert_same_batch(local_batch, ray_batch)
     for a, b in zip(local_params, ray_params, strict=True):
@@ -100,7 +101,7 @@ def collector(env_id: str, workers: int, seed: int = 11) -> RayCollector:
     policy = MLPPolicy(int(np.prod(env.observation_space.shape)), env.action_space)
     normalizer = ObservationNormalizer(policy.net[0].in_features, True, 10.0)
     config = Config(env_id=env_id, seed=seed, n_envs=4, backend="ray", ray_workers=workers)
-    return RayCollector(factory, policy, normalizer, config)
+    return RayCollector(factory, policy, normalizer, RewardScaler.for_run(4, config), config)
 
 
 def test_killed_worker_is_restarted_and_its_share_collected_again():

@@ -56,8 +56,11 @@ def test_resumed_run_is_bit_identical(env_id, tmp_path):
     whole.close(), resumed.close()
 
 
-def test_resume_with_reward_scaling_is_bit_identical(tmp_path):
-    whole, resumed = interrupted_and_uninterrupted("Pendulum-v1", tmp_path, normalize_reward=True)
+@pytest.mark.parametrize("mode", ["step", "iteration"])
+def test_resume_with_reward_scaling_is_bit_identical_in_either_mode(mode, tmp_path):
+    whole, resumed = interrupted_and_uninterrupted(
+        "Pendulum-v1", tmp_path, normalize_reward=True, reward_norm_update=mode
+    )
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
         assert torch.equal(a, b)
     assert whole.reward_scaler.stats == resumed.reward_scaler.stats

@@ -1,6 +1,7 @@
 """Rollout collection: SAME_STEP autoreset keeps fake transitions out of the batch, final
 observations feed the truncation bootstrap, episode statistics match the env's own, and
-observations are normalised with the statistics their `obs_norm_update` mode promises."""
+observations are normalised and rewards scaled with the statistics their `obs_norm_update`
+and `reward_norm_update` modes promise."""
 
 import gymnasium as gym
 import numpy as np
@@ -161,6 +162,40 @@ def test_per_step_normaliser_takes_in_each_step_before_normalising_it(steps):
         np.testing.assert_allclose(got, normalised(raw, seen), rtol=1e-4, atol=1e-3)
     normalizer.observe_batch(RunningMeanStd.of(np.concatenate(steps)))  # already taken in
     assert normalizer.stats.count == 3 * len(steps)
+
+
+def discounted_returns(rewards: np.ndarray, done: np.ndarray, gamma: float) -> np.ndarray:
+    """Each env's running discounted return after each step [T, N], restarting after an
+    episode ends."""
+    running = np.zeros(rewards.shape[1])
+    returns = np.empty(rewards.shape)
+    for t in range(len(rewards)):
+        running = running * gamma + rewards[t]
+        returns[t] = running
+        running[done[t]] = 0.0
+    return returns
+
+
+@pytest.mark.parametrize("mode", ["step", "iteration"])
+def test_each_reward_is_scaled_with_the_statistics_its_mode_promises(mode):
+    sizes = {"n_envs": 2, "steps_per_iter": 12, "gamma": 0.9}
+    plain = TRPO(CountingEnv, **sizes).collector.collect(12)
+    returns = discounted_returns(plain.rewards, plain.terminated | plain.truncated, 0.9)
+    agent = TRPO(
+        CountingEnv, normalize_reward=True, reward_norm_update=mode, clip_reward=1.5, **sizes
+    )
+    batches = agent.collector.collect(6), agent.collector.collect(6)
+    scale = np.concatenate([batch.reward_scale for batch in batches])
+    for t in range(12):
+        moments_from = returns[: t + 1] if mode == "step" else returns[: 6 * (t // 6 + 1)]
+        expected = 1.0 / np.sqrt(moments_from.var() + 1e-8)
+        np.testing.assert_allclose(scale[t], expected, rtol=1e-6, err_msg=f"step {t}")
+    scaled = np.concatenate([agent.reward_scaler.scaled(batch) for batch in batches])
+    assert (np.abs(plain.rewards * scale) > 1.5).any()  # the clip is exercised
+    np.testing.assert_allclose(scaled, np.clip(plain.rewards * scale, -1.5, 1.5), rtol=1e-6)
+    # Either way, after a batch the statistics hold every return seen so far.
+    assert agent.reward_scaler.stats.count == returns.size
+    np.testing.assert_allclose(agent.reward_scaler.stats.var, returns.var(), rtol=1e-10)
 
 
 class NaNEnv(CountingEnv):

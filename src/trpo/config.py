@@ -18,7 +18,8 @@ from typing import Any, Literal
 Algo = Literal["vpg", "npg", "kl_penalty", "trpo"]
 """From the plain gradient step to the trust region, the order in which they compare."""
 KLDirection = Literal["old_new", "new_old"]
-ObsNormUpdate = Literal["step", "iteration"]
+StatsUpdate = Literal["step", "iteration"]
+"""When running normalisation statistics take in new data: every env step or every batch."""
 
 
 class ConfigError(ValueError):
@@ -118,7 +119,7 @@ class Config:
 
     normalize_obs: bool = True
     """Running mean/std observation normalisation (Box observations only)."""
-    obs_norm_update: ObsNormUpdate = "iteration"
+    obs_norm_update: StatsUpdate = "iteration"
     """When the observation statistics take in new observations: `step` at every env step,
     before they are normalised (as Stable-Baselines3's VecNormalize), so a batch is
     normalised with statistics that include it; `iteration` once per batch, after it is
@@ -128,6 +129,14 @@ class Config:
     """Normalised observations are clipped to ±clip_obs."""
     normalize_reward: bool = False
     """Divide rewards by the running std of the discounted return (training only)."""
+    reward_norm_update: StatsUpdate = "iteration"
+    """When the return statistics behind normalize_reward take in new returns: `step` at
+    every env step, before that step's rewards are scaled (as Stable-Baselines3's
+    VecNormalize); `iteration` once per batch, after it is collected, so one scale, from
+    statistics that include the batch, covers all of it. With `backend=ray` and `step`,
+    each worker's statistics follow its own envs within an iteration."""
+    clip_reward: float = 10.0
+    """Scaled rewards are clipped to ±clip_reward (normalize_reward only)."""
 
     eval_every: int = 5
     """Evaluate every this many iterations (0 disables periodic evaluation)."""
@@ -222,6 +231,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
         "torch_threads": c.torch_threads,
         "ray_workers": c.ray_workers,
         "clip_obs": c.clip_obs,
+        "clip_reward": c.clip_reward,
     }
     for name, value in positive.items():
         if not _finite_number(value) or value <= 0:
@@ -268,7 +278,8 @@ def _problems(c: Config) -> typing.Iterator[str]:
     for name, allowed in (
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
-        ("obs_norm_update", typing.get_args(ObsNormUpdate)),
+        ("obs_norm_update", typing.get_args(StatsUpdate)),
+        ("reward_norm_update", typing.get_args(StatsUpdate)),
         ("vec", ("sync", "async", "envpool")),
         ("backend", ("local", "ray")),
         ("nonfinite_env", ("error", "drop")),

@@ -82,12 +82,13 @@ class RolloutWorker:
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
         self.normalizer = ObservationNormalizer.for_run(encoder, config)
+        self.reward_scaler = RewardScaler.for_run(n_envs, config)
         self.collector = RolloutCollector(
             envs,
             policy,
             encoder,
             self.normalizer,
-            RewardScaler(n_envs, config.gamma, enabled=False),
+            self.reward_scaler,
             config.seed,
             config.env_id,
             config.nonfinite_env,
@@ -104,6 +105,7 @@ class RolloutWorker:
         self,
         weights: dict[str, np.ndarray],
         obs_stats: RunningMeanStd,
+        return_stats: RunningMeanStd,
         rng_state: np.ndarray,
         n_steps: int,
     ) -> tuple[Batch, dict[str, Any], np.ndarray, float]:
@@ -112,6 +114,7 @@ class RolloutWorker:
         start = time.perf_counter()
         self.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
         self.normalizer.set_stats(obs_stats)
+        self.reward_scaler.stats = return_stats
         torch.set_rng_state(torch.from_numpy(rng_state.copy()))
         batch = self.collector.collect(n_steps)
         state = self.collector.state()
@@ -128,6 +131,7 @@ class RayCollector:
         factory: Callable[[], gym.Env],
         policy: nn.Module,
         normalizer: ObservationNormalizer,
+        reward_scaler: RewardScaler,
         config: Config,
     ):
         n_envs, workers, address = config.n_envs, config.ray_workers, config.ray_address
@@ -142,6 +146,7 @@ class RayCollector:
         self._ray = ray
         self.policy = policy
         self.normalizer = normalizer
+        self.reward_scaler = reward_scaler
         self.n_envs = n_envs
         self.sizes = [n_envs // workers + (k < n_envs % workers) for k in range(workers)]
         self.firsts = [sum(self.sizes[:k]) for k in range(workers)]
@@ -165,15 +170,25 @@ class RayCollector:
         weights = {k: v.detach().numpy() for k, v in self.policy.state_dict().items()}
         weights_ref = self._ray.put(weights)
         broadcast_sec = time.perf_counter() - start
-        args = (weights_ref, self.normalizer.stats, torch.get_rng_state().numpy(), n_steps)
+        args = (
+            weights_ref,
+            self.normalizer.stats,
+            self.reward_scaler.stats,
+            torch.get_rng_state().numpy(),
+            n_steps,
+        )
         pending = [worker.collect.remote(*args) for worker in self.workers]
         results = [self._result(k, ref, args) for k, ref in enumerate(pending)]
         batches = [batch for batch, _, _, _ in results]
         self._states = [state for _, state, _, _ in results]
         torch.set_rng_state(torch.from_numpy(results[0][2].copy()))
         batch = Batch.join(batches)
-        # Every mode ends on the statistics of all that the workers saw, in a fixed order.
+        # Every mode ends on the statistics of all that the workers saw, in a fixed order;
+        # rewards scaled per iteration take the scale of all of them.
         self.normalizer.update(batch.obs_stats)
+        self.reward_scaler.update(batch.return_stats)
+        if not self.reward_scaler.per_step:
+            batch.reward_scale[:] = self.reward_scaler.scale
         self.total_steps += batch.n_transitions
         self.timing = Timing(
             broadcast_bytes=sum(v.nbytes for v in weights.values()),

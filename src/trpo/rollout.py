@@ -3,7 +3,8 @@
 `RolloutCollector` is the one component that touches the environments during training; a
 distributed backend (`trpo.distributed`) replaces it by anything with the same
 ``collect(n_steps) -> Batch``, ``state()``, ``restore(state)`` and ``close()``, whose
-``collect`` also leaves the observation normaliser's statistics up to date.
+``collect`` also leaves the observation normaliser's and the reward scaler's statistics
+up to date.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import nn
 
+from trpo.config import Config
 from trpo.env_state import capture_vector, restore_vector
 from trpo.envs import (
     ActionAdapter,
@@ -41,6 +43,7 @@ class Batch:
     actions: np.ndarray  # [T, N, *action_shape]
     log_probs: np.ndarray  # [T, N] log π_θk(a_t | s_t), stored when the action was taken
     rewards: np.ndarray  # [T, N] float32, raw
+    reward_scale: np.ndarray  # [T, N] float32: what the update multiplies each reward by
     terminated: np.ndarray  # [T, N] bool
     truncated: np.ndarray  # [T, N] bool
     next_obs: np.ndarray  # [T, N, D] float32
@@ -85,27 +88,73 @@ class Batch:
         return np.ones(self.rewards.shape, bool) if self.valid is None else self.valid
 
 
-SIDE_BY_SIDE = ("obs", "actions", "log_probs", "rewards", "terminated", "truncated", "next_obs")
+SIDE_BY_SIDE = (
+    "obs",
+    "actions",
+    "log_probs",
+    "rewards",
+    "reward_scale",
+    "terminated",
+    "truncated",
+    "next_obs",
+)
 """`Batch` arrays indexed [t, env, ...]."""
 
 
 class RewardScaler:
-    """Divides rewards by the running std of the discounted return. The statistics include
-    the batch being scaled, so the first batch is already on the right scale."""
+    """Divides rewards by the running std of the discounted return and clips them to ±clip
+    (Stable-Baselines3's VecNormalize). A rollout passes each step's discounted returns
+    through `observe` and the batch's moments through `observe_batch`: with ``per_step``
+    the statistics take in every step before its rewards are scaled, otherwise the whole
+    batch after it is collected, so the first batch is already on the right scale."""
 
-    def __init__(self, n_envs: int, gamma: float, enabled: bool):
+    def __init__(
+        self, n_envs: int, gamma: float, enabled: bool, clip: float = 10.0, per_step: bool = False
+    ):
         self.enabled = enabled
         self.gamma = gamma
+        self.clip = clip
+        self.per_step = per_step
         self.stats = RunningMeanStd.zeros(())
         self.discounted = np.zeros(n_envs, np.float64)
+
+    @classmethod
+    def for_run(cls, n_envs: int, config: Config) -> RewardScaler:
+        """The scaler a run's ``config`` asks for, over ``n_envs`` envs."""
+        return cls(
+            n_envs,
+            config.gamma,
+            config.normalize_reward,
+            config.clip_reward,
+            per_step=config.reward_norm_update == "step",
+        )
 
     def update(self, batch_stats: RunningMeanStd) -> None:
         if self.enabled:
             self.stats = self.stats.merge(batch_stats)
 
+    def observe(self, discounted: np.ndarray) -> float:
+        """The scale of one step's rewards, given each env's discounted return up to them."""
+        if self.per_step:
+            self.update(RunningMeanStd.of(discounted))
+        return self.scale
+
+    def observe_batch(self, batch_stats: RunningMeanStd, reward_scale: np.ndarray) -> None:
+        """The moments of a collected batch's discounted returns; without ``per_step`` they
+        enter the statistics now and the batch's every reward takes the resulting scale."""
+        if not self.per_step:
+            self.update(batch_stats)
+            reward_scale[:] = self.scale
+
     @property
     def scale(self) -> float:
         return float(1.0 / np.sqrt(self.stats.var + 1e-8)) if self.enabled else 1.0
+
+    def scaled(self, batch: Batch) -> np.ndarray:
+        """The batch's rewards as the update sees them."""
+        if not self.enabled:
+            return batch.rewards
+        return np.clip(batch.rewards * batch.reward_scale, -self.clip, self.clip)
 
 
 class RolloutCollector:
@@ -198,6 +247,7 @@ class RolloutCollector:
         obs_buf = np.empty((n_steps, n, dim), np.float32)
         next_obs = np.empty((n_steps, n, dim), np.float32)
         rewards = np.empty((n_steps, n), np.float32)
+        reward_scale = np.empty((n_steps, n), np.float32)
         terminated = np.empty((n_steps, n), bool)
         truncated = np.empty((n_steps, n), bool)
         log_probs = np.empty((n_steps, n), np.float32)
@@ -240,6 +290,7 @@ class RolloutCollector:
 
             scaler.discounted = scaler.discounted * scaler.gamma + reward
             returns_seen[t] = scaler.discounted
+            reward_scale[t] = scaler.observe(scaler.discounted)
             rewards[t] = reward
             self._episode_return += reward
             self._episode_length += 1
@@ -256,6 +307,7 @@ class RolloutCollector:
             actions=actions,
             log_probs=log_probs,
             rewards=rewards,
+            reward_scale=reward_scale,
             terminated=terminated,
             truncated=truncated,
             next_obs=next_obs,
@@ -266,6 +318,7 @@ class RolloutCollector:
             valid=valid,
         )
         self.normalizer.observe_batch(batch.obs_stats)
+        scaler.observe_batch(batch.return_stats, batch.reward_scale)
         return batch
 
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -205,7 +205,7 @@ class TRPO:
         self.value_optimizer = torch.optim.Adam(
             self.value_fn.parameters(), lr=config.value_lr, fused=True
         )
-        self.reward_scaler = RewardScaler(config.n_envs, config.gamma, config.normalize_reward)
+        self.reward_scaler = RewardScaler.for_run(config.n_envs, config)
         self.collector = self._collector(factory)
         self.iteration = 0
         self.steps = 0
@@ -231,7 +231,7 @@ class TRPO:
             )
         self.envs.close()
         self.envs = None
-        return RayCollector(factory, self.policy, self.normalizer, config)
+        return RayCollector(factory, self.policy, self.normalizer, self.reward_scaler, config)
 
     @classmethod
     def from_config(cls, config: Config, env: EnvSource | None = None, **kwargs: Any) -> TRPO:
@@ -283,7 +283,6 @@ class TRPO:
         t0 = time.perf_counter()
         batch = self.collector.collect(n_steps)
         t1 = time.perf_counter()
-        self.reward_scaler.update(batch.return_stats)
         obs, advantages, targets, values = self._advantages(batch)
         t2 = time.perf_counter()
         step = self._policy_step(batch, obs, advantages)
@@ -322,7 +321,7 @@ class TRPO:
             values = self.value_fn(obs).reshape(T, N)
             next_values = self.value_fn(self._tensor(batch.next_obs.reshape(T * N, -1)))
         advantages = gae(
-            self._tensor(batch.rewards * np.float32(self.reward_scaler.scale)),
+            self._tensor(self.reward_scaler.scaled(batch)),
             values,
             next_values.reshape(T, N),
             self._tensor(batch.terminated),

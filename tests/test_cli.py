@@ -81,6 +81,15 @@ def cartpole_run(tmp_path_factory) -> Path:
 
 
 # -- train: the run directory ----------------------------------------------------------
+def test_train_too_short_for_an_evaluation_says_so(tmp_path, capsys):
+    rc = main(["train", "CartPole-v1", "--steps", "2048", "--no-progress"])
+
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "no score yet: the run ended before its first evaluation (every 5 iterations)" in out
+    assert "nan" not in out
+
+
 def test_train_writes_run_directory(tmp_path, capsys):
     rc = main(["train", "CartPole-v1", "--steps", "2048", *TINY_EVAL, "--no-progress"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -25,6 +26,9 @@ from trpo.config import (
     type_name,
 )
 from trpo.presets import PRESETS, preset_for
+
+if typing.TYPE_CHECKING:
+    from trpo.trainer import TRPO
 
 RUNS_ROOT = Path("runs")
 ALGOS = typing.get_args(Algo)
@@ -336,10 +340,19 @@ def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     plot_runs([run_dir], run_dir / "learning_curve.png")
     print(
-        f"done: {agent.steps:,} steps in {seconds:.1f} s; score (mean of last evaluations) "
-        f"{agent.score:.1f}; run directory {run_dir}"
+        f"done: {agent.steps:,} steps in {seconds:.1f} s; {_score_line(agent)}; "
+        f"run directory {run_dir}"
     )
     return 0
+
+
+def _score_line(agent: TRPO) -> str:
+    if not math.isnan(agent.score):
+        return f"score (mean of last evaluations) {agent.score:.1f}"
+    every = agent.config.eval_every
+    if every == 0:
+        return "no score: evaluation is off (eval_every=0)"
+    return f"no score yet: the run ended before its first evaluation (every {every} iterations)"
 
 
 def config_table() -> str:

@@ -3,8 +3,8 @@
 K actors (`RolloutWorker`) each own a vector env over a contiguous slice of the run's
 envs and a copy of the policy. Every iteration the learner puts the policy weights in
 Ray's object store once (all workers read that one copy), each worker collects its share
-with the frozen weights, observation statistics and the learner's torch random state, and
-the learner joins the batches in worker order (`Batch.join`).
+with the frozen weights, observation and return statistics and the learner's torch random
+state, and the learner joins the batches in worker order (`Batch.join`).
 
 Same seed and same ``n_envs`` give the same batches as the local collector, whatever the
 number of workers: a worker's envs get the reset seeds they would have locally and its

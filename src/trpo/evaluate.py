@@ -18,6 +18,7 @@ from trpo.envs import (
     ObservationNormalizer,
     make_vector_env,
 )
+from trpo.reproducibility import aligned_tensor
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Evaluator:
         running = np.ones(n, bool)
         while running.any():
             with torch.inference_mode():
-                dist = policy(torch.from_numpy(normalizer(encoder(obs))))
+                dist = policy(aligned_tensor(normalizer(encoder(obs))))
                 action = dist.mode if deterministic else dist.sample()
             obs, reward, terminated, truncated, _ = self.envs.step(adapter(action.numpy()))
             returns += np.where(running, reward, 0.0)

@@ -28,6 +28,7 @@ from trpo.envs import (
     check_finite,
 )
 from trpo.policies import sample_action
+from trpo.reproducibility import aligned_tensor
 
 
 @dataclass
@@ -324,7 +325,7 @@ class RolloutCollector:
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sampled actions and their log-probabilities under the frozen policy."""
         rows = slice(self.first, self.first + self.n_envs)
-        drawn = torch.from_numpy(obs)
+        drawn = aligned_tensor(obs)
         if self.draw_rows != self.n_envs:
             drawn = torch.zeros((self.draw_rows, obs.shape[1]))
             drawn[rows] = torch.from_numpy(obs)

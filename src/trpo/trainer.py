@@ -56,6 +56,7 @@ from trpo.evaluate import EvalResult, Evaluator
 from trpo.functional import gae, normalize
 from trpo.logger import METRICS_FILE, CSVLog, ProgressBar, TensorBoardLog
 from trpo.policies import MLPPolicy, MLPValue
+from trpo.reproducibility import aligned_tensor
 from trpo.rollout import Batch, RewardScaler, RolloutCollector
 from trpo.update import StepStats, ValueStats, fit_value, policy_step
 
@@ -312,7 +313,7 @@ class TRPO:
         return self._stats(batch, step, value, evaluation, (t0, t1, t2, t3, t4, t5), start)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.device)
+        return aligned_tensor(array).to(self.device)
 
     def _advantages(self, batch: Batch):
         T, N = batch.rewards.shape
@@ -428,7 +429,7 @@ class TRPO:
         single = _is_single(self.observation_space, obs)
         batch = [obs] if single else obs
         with torch.inference_mode():
-            dist = self.policy(torch.from_numpy(self.normalizer(self.encoder(batch))))
+            dist = self.policy(aligned_tensor(self.normalizer(self.encoder(batch))))
             action = dist.mode if deterministic else dist.sample()
         env_action = self.adapter(action.numpy())
         return env_action[0] if single else env_action

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from trpo.config import Config
 from trpo.functional import (
@@ -31,6 +31,7 @@ from trpo.functional import (
     gauss_newton_fisher_vector_product,
 )
 from trpo.policies import MLPPolicy, mean_kl
+from trpo.reproducibility import assign_flat
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def policy_step(
         return (torch.exp(dist.log_prob(actions) - old_log_probs) * advantages).mean()
 
     def evaluate(theta: Tensor) -> tuple[float, float]:
-        vector_to_parameters(theta, params)
+        assign_flat(theta, params)
         with torch.no_grad():
             dist = policy(obs)
             improvement = surrogate(dist) - surrogate_old
@@ -114,7 +115,7 @@ def policy_step(
     else:  # npg, kl_penalty and vpg take the step whatever it does to the KL
         accepted, backtracks = True, 0
         improvement, kl = evaluate(theta_old + step)
-    vector_to_parameters(theta_old + step if accepted else theta_old, params)
+    assign_flat(theta_old + step if accepted else theta_old, params)
 
     return StepStats(
         accepted=accepted,

@@ -49,10 +49,10 @@ def rollout_rate(env_id: str, n_envs: int, workers: int, iterations: int) -> flo
     warm-up batch that resets the envs and starts the actors' work)."""
     runner = agent(env_id, n_envs, workers)
     try:
-        runner.collector.collect(BATCH // n_envs)
+        runner.trainer.collector.collect(BATCH // n_envs)
         started = time.perf_counter()
         for _ in range(iterations):
-            runner.collector.collect(BATCH // n_envs)
+            runner.trainer.collector.collect(BATCH // n_envs)
         return iterations * BATCH / (time.perf_counter() - started)
     finally:
         runner.close()
@@ -74,11 +74,11 @@ def iteration_seconds(env_id: str, n_envs: int, workers: int, iterations: int) -
 def communication(env_id: str, n_envs: int, workers: int, iterations: int) -> dict[str, Any]:
     runner = agent(env_id, n_envs, workers)
     try:
-        runner.collector.collect(BATCH // n_envs)
+        runner.trainer.collector.collect(BATCH // n_envs)
         timings = []
         for _ in range(iterations):
-            runner.collector.collect(BATCH // n_envs)
-            timings.append(runner.collector.timing)
+            runner.trainer.collector.collect(BATCH // n_envs)
+            timings.append(runner.trainer.collector.timing)
         return {
             "workers": workers,
             "broadcast_bytes": timings[0].broadcast_bytes,

@@ -51,7 +51,7 @@ from torch import nn
 from trpo import TRPO
 from trpo.envs import env_factory, make_vector_env
 from trpo.policies import ACTIVATIONS
-from trpo.trainer import IterationStats
+from trpo.metrics import IterationStats
 
 EVAL_EPISODES = 10
 EVAL_SEED = 1_000_000
@@ -173,7 +173,7 @@ def check_matched(agent: TRPO, model: SB3TRPO) -> None:
         ("env_id", c.env_id, venv.get_attr("spec")[0].id),
         (
             "vector env",
-            c.vec == "envpool" or isinstance(agent.envs, SyncVectorEnv),
+            c.vec == "envpool" or isinstance(agent.trainer.collector.envs, SyncVectorEnv),
             isinstance(venv.venv, DummyVecEnv),
         ),
         ("n_envs", c.n_envs, model.n_envs),
@@ -199,7 +199,7 @@ def check_matched(agent: TRPO, model: SB3TRPO) -> None:
         ("backtrack_iters", c.backtrack_iters, model.line_search_max_iter),
         ("value_epochs", c.value_epochs, model.n_critic_updates),
         ("value_minibatch", c.value_minibatch, model.batch_size),
-        ("value optimiser", adam(agent.value_optimizer), adam(policy.optimizer)),
+        ("value optimiser", adam(agent.trainer.value_optimizer), adam(policy.optimizer)),
         ("gamma", c.gamma, model.gamma),
         ("gae_lambda", c.gae_lambda, model.gae_lambda),
         ("normalize_advantages", c.normalize_advantages, model.normalize_advantage),

@@ -21,7 +21,7 @@ from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
 from trpo.checkpoint import FORMAT_VERSION, CheckpointError
-from trpo.trainer import TRPO
+from trpo import TRPO
 
 TINY = {"n_envs": 2, "steps_per_iter": 256, "eval_every": 0}
 
@@ -75,7 +75,7 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def normalizer_state(agent: TRPO) -> tuple[np.ndarray, np.ndarray, float]:
-    stats = agent.normalizer.stats
+    stats = agent.agent.normalizer.stats
     return stats.mean.copy(), stats.var.copy(), stats.count
 
 
@@ -107,7 +107,7 @@ def test_predict_depends_on_the_restored_normaliser(cartpole):
     loaded = TRPO.load(path)
     mean, var, count = normalizer_state(loaded)
 
-    loaded.normalizer.set_stats(type(loaded.normalizer.stats)(mean + 1.0, var * 4.0, count))
+    loaded.agent.normalizer.set_stats(type(loaded.agent.normalizer.stats)(mean + 1.0, var * 4.0, count))
 
     assert not np.array_equal(loaded.predict(obs), agent.predict(obs))
     loaded.close()
@@ -118,19 +118,19 @@ def test_load_restores_counters_statistics_optimizer_and_config(cartpole):
 
     loaded = TRPO.load(path)
 
-    assert (loaded.iteration, loaded.steps) == (2, 512)
-    assert loaded.episodes == agent.episodes > 10  # CartPole episodes are short at first
+    assert (loaded.trainer.iteration, loaded.steps) == (2, 512)
+    assert loaded.trainer.episodes == agent.trainer.episodes > 10  # CartPole episodes are short at first
     assert loaded.config == agent.config
     assert loaded.config.seed == 3 and loaded.config.steps_per_iter == 256
     mean, var, count = normalizer_state(loaded)
-    np.testing.assert_array_equal(mean, agent.normalizer.stats.mean)
-    np.testing.assert_array_equal(var, agent.normalizer.stats.var)
-    assert count == agent.normalizer.stats.count == 512
+    np.testing.assert_array_equal(mean, agent.agent.normalizer.stats.mean)
+    np.testing.assert_array_equal(var, agent.agent.normalizer.stats.var)
+    assert count == agent.agent.normalizer.stats.count == 512
     assert not np.allclose(var, 1.0)  # statistics were really learned, not the initial ones
     assert_same_tensors(state_tensors(loaded.policy), state_tensors(agent.policy))
     assert_same_tensors(state_tensors(loaded.value_fn), state_tensors(agent.value_fn))
 
-    want, got = agent.value_optimizer.state_dict(), loaded.value_optimizer.state_dict()
+    want, got = agent.trainer.value_optimizer.state_dict(), loaded.trainer.value_optimizer.state_dict()
     # JSON gives the betas back as a list; Adam only unpacks them.
     groups = [{**g, "betas": tuple(g["betas"])} for g in got["param_groups"]]
     assert groups == want["param_groups"]
@@ -187,18 +187,18 @@ def test_evaluate_never_updates_the_normaliser(cartpole):
 def test_learning_continues_from_the_loaded_counts(cartpole):
     _, path = cartpole
     loaded = TRPO.load(path)
-    episodes = loaded.episodes
+    episodes = loaded.trainer.episodes
 
     loaded.learn(512)  # the run already has 512 steps: nothing to do
-    assert (loaded.iteration, loaded.steps) == (2, 512)
+    assert (loaded.trainer.iteration, loaded.steps) == (2, 512)
 
     seen = []
     loaded.learn(1024, callback=lambda stats: seen.append((stats.iteration, stats.steps)))
 
     assert seen == [(3, 768), (4, 1024)]
-    assert (loaded.iteration, loaded.steps) == (4, 1024)
-    assert loaded.episodes > episodes
-    assert loaded.normalizer.stats.count == 1024
+    assert (loaded.trainer.iteration, loaded.steps) == (4, 1024)
+    assert loaded.trainer.episodes > episodes
+    assert loaded.agent.normalizer.stats.count == 1024
     loaded.close()
 
 

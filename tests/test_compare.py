@@ -18,7 +18,7 @@ from trpo.cli import main
 from trpo.compare import filled_returns, largest_drop, summarize
 from trpo.config import Config
 from trpo.grid import Cell, run_grid
-from trpo.trainer import run_score
+from trpo.metrics import run_score
 
 NAN = math.nan
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -125,8 +125,8 @@ def test_ctrl_c_saves_the_last_whole_iteration_and_prints_the_resume_command(tmp
     assert f"trpo train --resume {run_dir}" in err
     assert "Traceback" not in err
     saved = TRPO.load(run_dir / "last.safetensors")
-    assert saved.iteration == csv_iterations(run_dir)[-1]  # the checkpoint is the CSV's end
-    assert saved.iteration < STEPS // 512
+    assert saved.trainer.iteration == csv_iterations(run_dir)[-1]  # the checkpoint is the CSV's end
+    assert saved.trainer.iteration < STEPS // 512
     saved.close()
 
     process = resume(run_dir)

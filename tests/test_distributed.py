@@ -22,7 +22,8 @@ from trpo import TRPO
 from trpo.cli import main
 from trpo.config import Config, ConfigError
 from trpo.distributed import BackendError, RayCollector
-from trpo.envs import EnvError, ObservationNormalizer, env_factory
+from trpo.envs import EnvError, env_factory
+from trpo.normalization import ObservationNormalizer
 from trpo.policies import MLPPolicy
 from trpo.rollout import SIDE_BY_SIDE, RewardScaler
 
@@ -46,7 +47,7 @@ def assert_same_batch(a, b) -> None:
 
 def first_batch_and_update(env_id: str, **settings):
     agent = TRPO(env_id, seed=7, **{**SETTINGS, **settings})
-    batch = agent.collector.collect(128)
+    batch = agent.trainer.collector.collect(128)
     agent.close()  # its Ray actors hold the CPUs the next agent's need
     agent = TRPO(env_id, seed=7, **{**SETTINGS, **settings})
     agent.learn(512)
@@ -86,7 +87,7 @@ def test_uneven_split_gives_the_local_run():
         agent.close()
         runs.append(agent)
     local, distributed = runs
-    assert distributed.collector.sizes == [2, 1, 1]
+    assert distributed.trainer.collector.sizes == [2, 1, 1]
     for a, b in zip(parameters(local), parameters(distributed), strict=True):
         assert torch.equal(a, b)
     for row_a, row_b in zip(local.metrics, distributed.metrics, strict=True):
@@ -135,7 +136,7 @@ def test_ray_checkpoint_resumes_locally_bit_for_bit(tmp_path):
     first.learn(3 * 512)
     first.save(checkpoint)
     first.close()
-    assert first.collector.state()["envs"] is not None
+    assert first.trainer.collector.state()["envs"] is not None
     resumed = TRPO.load(checkpoint, backend="local")
     resumed.learn(6 * 512)
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
@@ -181,5 +182,5 @@ def test_an_env_error_in_a_worker_reaches_the_learner_as_itself():
 
     agent = TRPO(broken, backend="ray", ray_workers=2, n_envs=2, eval_every=0)
     with pytest.raises(EnvError, match="non-finite reward"):
-        agent.collector.collect(8)
+        agent.trainer.collector.collect(8)
     agent.close()

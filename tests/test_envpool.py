@@ -11,7 +11,8 @@ import pytest
 
 from trpo import TRPO
 from trpo.cli import main
-from trpo.envs import EnvError, EnvPoolVectorEnv
+from trpo.envpool import EnvPoolVectorEnv
+from trpo.envs import EnvError
 
 pytest.importorskip("envpool")
 
@@ -19,7 +20,7 @@ pytest.importorskip("envpool")
 def test_episodes_end_and_restart_in_the_same_step():
     """CartPole pays 1 for every real step; EnvPool's own reset step would pay 0."""
     agent = TRPO("CartPole-v1", vec="envpool", n_envs=4, env_kwargs={"max_episode_steps": 20})
-    batch = agent.collector.collect(200)
+    batch = agent.trainer.collector.collect(200)
     assert (batch.rewards == 1).all()
     assert batch.episode_lengths and max(batch.episode_lengths) <= 20
     assert batch.truncated.any() and batch.terminated.any()
@@ -45,7 +46,7 @@ def test_final_observation_is_handed_over():
 def test_same_seed_same_batches_and_reseeding():
     def batch(seed):
         agent = TRPO("CartPole-v1", vec="envpool", n_envs=4, seed=seed)
-        out = agent.collector.collect(50)
+        out = agent.trainer.collector.collect(50)
         agent.close()
         return out
 

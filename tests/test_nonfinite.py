@@ -60,7 +60,7 @@ def test_nonfinite_env_output_stops_the_run_naming_env_and_step(what, value, nam
 
 def test_drop_leaves_the_transitions_out_and_ends_the_episode_before_them():
     agent = TRPO(poisoned({10, 75}, "obs"), seed=0, nonfinite_env="drop", **SETTINGS)
-    batch = agent.collector.collect(128)
+    batch = agent.trainer.collector.collect(128)
     assert batch.dropped == 4  # steps 10 and 75 in each of the 2 env copies
     assert not batch.valid[[9, 74]].any() and batch.valid.sum() == 256 - 4
     assert batch.truncated[[8, 73]].all()  # GAE bootstraps at the last good transition

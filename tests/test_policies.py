@@ -175,13 +175,16 @@ def test_sample_shortcut_draws_what_the_distribution_draws(space_name, dtype):
     expected_action = dist.sample()
     expected_log_prob = dist.log_prob(expected_action)
     expected_next_draw = torch.rand(1)
-    torch.manual_seed(13)
+    global_state = torch.get_rng_state()
+    generator = torch.Generator().manual_seed(13)
 
-    action, log_prob = sample_action(policy, obs)
+    action, log_prob = sample_action(policy, obs, generator)
 
     assert torch.equal(action, expected_action)
     assert torch.equal(log_prob, expected_log_prob)
-    assert torch.equal(torch.rand(1), expected_next_draw)  # the same random numbers consumed
+    # the same random numbers consumed, from the generator, none from the global stream
+    assert torch.equal(torch.rand(1, generator=generator), expected_next_draw)
+    assert torch.equal(torch.get_rng_state(), global_state)
 
 
 @pytest.mark.parametrize("space_name", ["discrete", "multidiscrete", "multibinary"])

@@ -39,12 +39,6 @@ def seeded_values(module: torch.nn.Module) -> list[torch.Tensor]:
 
 def update_bits(odd: bool) -> list[torch.Tensor]:
     """Parameters after one policy step and one value fit on a fixed batch."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)  # the action draws and the value fit's shuffles
-        return _update_bits(odd)
-
-
-def _update_bits(odd: bool) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(256, 11, generator=generator)
     # Layers with few outputs: their products are the alignment-dependent ones.
@@ -56,12 +50,12 @@ def _update_bits(odd: bool) -> list[torch.Tensor]:
     if odd:
         obs = at_odd_offset(obs)
     with torch.no_grad():
-        actions, old_log_probs = policy.sample(obs)
+        actions, old_log_probs = policy.sample(obs, generator)
     advantages = torch.randn(256, generator=generator)
     targets = torch.randn(256, generator=generator)
     policy_step(policy, obs, actions, advantages, old_log_probs, Config(max_kl=0.05))
     optimizer = torch.optim.Adam(value.parameters(), lr=1e-3, fused=True)
-    fit_value(value, optimizer, obs, targets, targets * 0.5, 2, 64)
+    fit_value(value, optimizer, obs, targets, targets * 0.5, 2, 64, generator)
     return [p.detach().clone() for p in [*policy.parameters(), *value.parameters()]]
 
 

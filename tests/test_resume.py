@@ -33,7 +33,7 @@ def interrupted_and_uninterrupted(env_id: str, tmp_path, **settings):
     def save_at_three(stats):
         if stats.iteration == 3:
             whole.save(checkpoint)
-            mid_episode.append(bool(whole.collector._episode_length.any()))
+            mid_episode.append(bool(whole.trainer.collector._episode_length.any()))
 
     whole.learn(6 * 512, callback=save_at_three)
     resumed = TRPO.load(checkpoint)
@@ -47,12 +47,12 @@ def test_resumed_run_is_bit_identical(env_id, tmp_path):
     whole, resumed = interrupted_and_uninterrupted(env_id, tmp_path)
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
         assert torch.equal(a, b)
-    assert (whole.steps, whole.episodes, whole.evaluations) == (
+    assert (whole.steps, whole.trainer.episodes, whole.evaluations) == (
         resumed.steps,
-        resumed.episodes,
+        resumed.trainer.episodes,
         resumed.evaluations,
     )
-    np.testing.assert_array_equal(whole.normalizer.stats.mean, resumed.normalizer.stats.mean)
+    np.testing.assert_array_equal(whole.agent.normalizer.stats.mean, resumed.agent.normalizer.stats.mean)
     whole.close(), resumed.close()
 
 
@@ -63,7 +63,7 @@ def test_resume_with_reward_scaling_is_bit_identical_in_either_mode(mode, tmp_pa
     )
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
         assert torch.equal(a, b)
-    assert whole.reward_scaler.stats == resumed.reward_scaler.stats
+    assert whole.trainer.reward_scaler.stats == resumed.trainer.reward_scaler.stats
 
 
 @pytest.mark.parametrize("mode", ["step", "iteration"])
@@ -72,7 +72,7 @@ def test_resume_is_bit_identical_in_either_obs_norm_update_mode(mode, tmp_path):
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
         assert torch.equal(a, b)
     for moment in ("mean", "var", "count"):
-        a, b = getattr(whole.normalizer.stats, moment), getattr(resumed.normalizer.stats, moment)
+        a, b = getattr(whole.agent.normalizer.stats, moment), getattr(resumed.agent.normalizer.stats, moment)
         np.testing.assert_array_equal(a, b)
 
 
@@ -126,16 +126,17 @@ def test_env_without_saveable_state_resumes_with_new_episodes(tmp_path, caplog):
     settings = {"n_envs": 2, "steps_per_iter": 64, "eval_every": 0}
     agent = TRPO(CountingEnv, seed=0, **settings)
     agent.learn(64)
-    assert agent.collector._episode_length.tolist() == [32, 32]
-    assert agent.collector.state()["envs"] is None
+    assert agent.trainer.collector._episode_length.tolist() == [32, 32]
+    assert agent.trainer.collector.state()["envs"] is None
     agent.save(tmp_path / "run.safetensors")
     assert agent.config.env_id == "custom"  # no registered id: the run does not claim one
     with pytest.raises(CheckpointError, match="pass it as TRPO.load"):
         TRPO.load(tmp_path / "run.safetensors")
 
     resumed = TRPO.load(tmp_path / "run.safetensors", env=CountingEnv)
+    assert "starts new episodes" not in caplog.text  # loading to predict continues nothing
+    assert resumed.trainer.collector._episode_length.tolist() == [0, 0]
     assert "starts new episodes" in caplog.text
-    assert resumed.collector._episode_length.tolist() == [0, 0]
     resumed.learn(128)
     assert resumed.steps == 128
 
@@ -161,7 +162,7 @@ def test_api_resume_continues_the_metrics_csv(tmp_path, damage):
     else:
         (tmp_path / "metrics.csv").unlink()
     resumed = TRPO.load(tmp_path / "last.safetensors", run_dir=tmp_path)
-    assert resumed.iteration == 4
+    assert resumed.trainer.iteration == 4
     resumed.learn(8 * 512)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(1, 9))

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from trpo import TRPO
-from trpo.envs import EnvError, ObservationNormalizer, RunningMeanStd
+from trpo.envs import EnvError
+from trpo.normalization import ObservationNormalizer, RunningMeanStd
 
 EPISODE_LENGTHS = (3, 5, 2, 4)
 
@@ -45,7 +46,7 @@ class CountingEnv(gym.Env):
 
 def collect(n_steps: int):
     agent = TRPO(CountingEnv, n_envs=2, steps_per_iter=2 * n_steps, normalize_obs=False)
-    return agent.collector.collect(n_steps)
+    return agent.trainer.collector.collect(n_steps)
 
 
 def test_no_fake_transition_enters_the_batch():
@@ -97,8 +98,8 @@ def test_episode_statistics_match_record_episode_statistics_on_cartpole():
         return gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
 
     agent = TRPO(make, n_envs=1, steps_per_iter=600, seed=3)
-    batch = agent.collector.collect(600)
-    own = agent.envs.envs[0]
+    batch = agent.trainer.collector.collect(600)
+    own = agent.trainer.collector.envs.envs[0]
     # The wrapper's queue holds the returns of the episodes it saw end, in order.
     assert list(own.return_queue)[-len(batch.episode_returns) :] == pytest.approx(
         batch.episode_returns
@@ -110,8 +111,8 @@ def test_episode_statistics_match_record_episode_statistics_on_cartpole():
 
 def test_collection_continues_episodes_across_batches():
     agent = TRPO(CountingEnv, n_envs=1, steps_per_iter=4, normalize_obs=False)
-    first = agent.collector.collect(4)
-    second = agent.collector.collect(4)
+    first = agent.trainer.collector.collect(4)
+    second = agent.trainer.collector.collect(4)
     # Episode 0 lasts 3 steps, episode 1 five: the second batch resumes inside episode 1.
     np.testing.assert_array_equal(second.obs[0, 0], first.next_obs[-1, 0])
     assert first.episode_lengths == [3]
@@ -131,17 +132,17 @@ def test_each_step_is_normalised_with_the_statistics_its_mode_promises(mode):
     """CountingEnv's observations do not depend on the actions, so an unnormalised run
     shows the raw observations the normalised run saw."""
     sizes = {"n_envs": 2, "steps_per_iter": 12}
-    raw = TRPO(CountingEnv, normalize_obs=False, **sizes).collector.collect(12).obs
+    raw = TRPO(CountingEnv, normalize_obs=False, **sizes).trainer.collector.collect(12).obs
     raw = raw.astype(np.float64)
     agent = TRPO(CountingEnv, obs_norm_update=mode, **sizes)
-    first, second = agent.collector.collect(6), agent.collector.collect(6)
+    first, second = agent.trainer.collector.collect(6), agent.trainer.collector.collect(6)
     seen = np.concatenate([first.obs, second.obs])
     for t in range(12):
         moments_from = raw[: t + 1] if mode == "step" else raw[: 6 * (t // 6)]
         expected = normalised(raw[t], moments_from.reshape(-1, 2))
         np.testing.assert_allclose(seen[t], expected, rtol=1e-5, atol=1e-5, err_msg=f"step {t}")
     # Either way, after a batch the statistics hold every observation collected so far.
-    stats = agent.normalizer.stats
+    stats = agent.agent.normalizer.stats
     np.testing.assert_allclose(stats.mean, raw.reshape(-1, 2).mean(0), rtol=1e-12)
     np.testing.assert_allclose(stats.var, raw.reshape(-1, 2).var(0), rtol=1e-10)
 
@@ -179,23 +180,23 @@ def discounted_returns(rewards: np.ndarray, done: np.ndarray, gamma: float) -> n
 @pytest.mark.parametrize("mode", ["step", "iteration"])
 def test_each_reward_is_scaled_with_the_statistics_its_mode_promises(mode):
     sizes = {"n_envs": 2, "steps_per_iter": 12, "gamma": 0.9}
-    plain = TRPO(CountingEnv, **sizes).collector.collect(12)
+    plain = TRPO(CountingEnv, **sizes).trainer.collector.collect(12)
     returns = discounted_returns(plain.rewards, plain.terminated | plain.truncated, 0.9)
     agent = TRPO(
         CountingEnv, normalize_reward=True, reward_norm_update=mode, clip_reward=1.5, **sizes
     )
-    batches = agent.collector.collect(6), agent.collector.collect(6)
+    batches = agent.trainer.collector.collect(6), agent.trainer.collector.collect(6)
     scale = np.concatenate([batch.reward_scale for batch in batches])
     for t in range(12):
         moments_from = returns[: t + 1] if mode == "step" else returns[: 6 * (t // 6 + 1)]
         expected = 1.0 / np.sqrt(moments_from.var() + 1e-8)
         np.testing.assert_allclose(scale[t], expected, rtol=1e-6, err_msg=f"step {t}")
-    scaled = np.concatenate([agent.reward_scaler.scaled(batch) for batch in batches])
+    scaled = np.concatenate([agent.trainer.reward_scaler.scaled(batch) for batch in batches])
     assert (np.abs(plain.rewards * scale) > 1.5).any()  # the clip is exercised
     np.testing.assert_allclose(scaled, np.clip(plain.rewards * scale, -1.5, 1.5), rtol=1e-6)
     # Either way, after a batch the statistics hold every return seen so far.
-    assert agent.reward_scaler.stats.count == returns.size
-    np.testing.assert_allclose(agent.reward_scaler.stats.var, returns.var(), rtol=1e-10)
+    assert agent.trainer.reward_scaler.stats.count == returns.size
+    np.testing.assert_allclose(agent.trainer.reward_scaler.stats.var, returns.var(), rtol=1e-10)
 
 
 class NaNEnv(CountingEnv):
@@ -209,4 +210,4 @@ class NaNEnv(CountingEnv):
 def test_non_finite_observation_is_a_clear_error():
     agent = TRPO(NaNEnv, n_envs=1, steps_per_iter=8)
     with pytest.raises(EnvError, match="non-finite observation"):
-        agent.collector.collect(8)
+        agent.trainer.collector.collect(8)

@@ -54,7 +54,7 @@ def test_every_supported_space_trains_evaluates_and_predicts(name):
     obs_space, action_space = SPACES[name]
     agent = TRPO(lambda: SpaceEnv(obs_space, action_space), seed=0, **TINY)
     agent.learn(256)
-    assert agent.iteration == 2 and len(agent.evaluations) == 2
+    assert agent.trainer.iteration == 2 and len(agent.evaluations) == 2
     obs = obs_space.sample()
     assert action_space.contains(agent.predict(obs))
     batch = agent.predict(np.stack([obs, obs_space.sample()]))
@@ -64,7 +64,7 @@ def test_every_supported_space_trains_evaluates_and_predicts(name):
 def test_box_actions_are_clipped_only_when_sent_to_the_env():
     space = gym.spaces.Box(-0.01, 0.01, (2,), np.float32)
     agent = TRPO(lambda: SpaceEnv(gym.spaces.Box(-1, 1, (2,), np.float32), space), **TINY)
-    batch = agent.collector.collect(64)  # SpaceEnv asserts every action it gets is in bounds
+    batch = agent.trainer.collector.collect(64)  # SpaceEnv asserts every action it gets is in bounds
     assert np.abs(batch.actions).max() > 0.01  # the batch keeps the unclipped samples
 
 
@@ -166,11 +166,11 @@ def test_update_on_a_separate_copy_gives_the_same_run():
     for separate in (False, True):
         agent = TRPO("Pendulum-v1", seed=4, **TINY)
         if separate:
-            agent.learner_policy = copy.deepcopy(agent.policy)
+            agent.trainer.learner_policy = copy.deepcopy(agent.policy)
         agent.learn(4 * 128)
         runs.append([p.detach().clone() for p in agent.policy.parameters()])
         if separate:
-            learner = list(agent.learner_policy.parameters())
+            learner = list(agent.trainer.learner_policy.parameters())
             assert all(torch.equal(a, b) for a, b in zip(runs[-1], learner, strict=True))
         agent.close()
     for a, b in zip(*runs, strict=True):

@@ -18,8 +18,8 @@ ENVS = ["CartPole-v1", "Pendulum-v1"]
 def real_batch(env_id: str, seed: int = 0, **settings):
     """A fresh agent and the flat tensors of one collected batch."""
     agent = TRPO(env_id, seed=seed, n_envs=4, steps_per_iter=2048, **settings)
-    batch = agent.collector.collect(512)
-    obs, advantages, _, _ = agent._advantages(batch)
+    batch = agent.trainer.collector.collect(512)
+    obs, advantages, _, _ = agent.trainer._advantages(batch)
     actions = torch.from_numpy(batch.actions.reshape(2048, *batch.actions.shape[2:]))
     old_log_probs = torch.from_numpy(batch.log_probs.reshape(-1))
     return agent, obs, actions, normalize(advantages), old_log_probs

@@ -10,8 +10,10 @@ from trpo.reproducibility import check_strict_mode as _check_strict_mode  # noqa
 
 _check_strict_mode()
 
+from trpo.agent import Agent  # noqa: E402
+from trpo.api import TRPO  # noqa: E402
 from trpo.config import Config, ConfigError  # noqa: E402
-from trpo.trainer import TRPO, IterationStats  # noqa: E402
+from trpo.metrics import IterationStats  # noqa: E402
 
-__all__ = ["TRPO", "Config", "ConfigError", "IterationStats"]
+__all__ = ["TRPO", "Agent", "Config", "ConfigError", "IterationStats"]
 __version__ = "0.1.0"

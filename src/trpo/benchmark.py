@@ -19,8 +19,8 @@ import numpy as np
 from trpo.config import Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
+from trpo.metrics import SCORE_WINDOW, run_score
 from trpo.plot import plot_band
-from trpo.trainer import run_score
 
 
 def benchmark_cells(configs: list[Config], seeds: list[int], out: Path) -> list[Cell]:
@@ -99,7 +99,7 @@ def write_results(out: Path, cells: list[Cell], command: str) -> list[EnvResult]
         plot_env(env_id, [read_metrics(c.run_dir / METRICS_FILE) for c in env_cells], out)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     (out / "results.md").write_text(
-        f"{results_table(results)}\n\nScore: mean of each run's last 5 deterministic "
+        f"{results_table(results)}\n\nScore: mean of each run's last {SCORE_WINDOW} deterministic "
         "evaluations (raw returns); ± is the std over seeds. Max of mean: the best "
         f"across-seed mean evaluation during training.\n\nCommand: `{command}`\n"
     )

@@ -1,11 +1,17 @@
 """Checkpoints: one safetensors file holding every tensor of a run plus JSON metadata.
 
-Nothing is unpickled on load, so a checkpoint from anywhere is safe to open. Writes are
-atomic (temporary file, fsync, rename): a crash at any instant leaves the previous file.
+Format 4: the run's parts save themselves (``components``: the agent, the trainer, the
+run's records; each a JSON object beside its tensors, whose names start with the part's
+own prefixes), every tensor's SHA-256 is in the metadata and checked on load, and readers
+ignore components and metric columns they do not know, so later versions can add them
+without a new format. Nothing is unpickled on load, so a checkpoint from anywhere is safe
+to open. Writes are atomic (temporary file, fsync, rename): a crash at any instant leaves
+the previous file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -22,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _META_KEY = "trpo"
 
 
@@ -30,15 +36,34 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, is not ours, or does not fit the environment."""
 
 
+State = tuple[dict[str, torch.Tensor], dict[str, Any]]
+"""What a part of a run saves: its tensors (names under its own prefixes) and JSON."""
+
+
 @dataclass
 class Checkpoint:
+    path: Path
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
 
-    def section(self, prefix: str) -> dict[str, torch.Tensor]:
-        """Tensors stored under ``prefix/`` with the prefix removed."""
-        cut = len(prefix) + 1
-        return {k[cut:]: v for k, v in self.tensors.items() if k.startswith(prefix + "/")}
+    def component(self, name: str) -> State:
+        """The tensors (all of them: each part reads its own names) and the JSON of the
+        part saved as ``name``."""
+        components = self.meta.get("components")
+        if not isinstance(components, dict) or not isinstance(components.get(name), dict):
+            raise CheckpointError(f"{self.path} holds no '{name}' state")
+        return self.tensors, components[name]
+
+
+def section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Tensors stored under ``prefix/`` with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    return hashlib.sha256(data.numpy().tobytes()).hexdigest()
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -62,13 +87,24 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def save_checkpoint(path: str | Path, components: dict[str, State]) -> None:
+    """Write the named parts' states, with provenance and a checksum of every tensor."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, (part, _) in components.items():
+        clash = sorted(tensors.keys() & part.keys())
+        if clash:
+            raise ValueError(f"component '{name}' reuses tensor names {clash}")
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in part.items()})
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"refusing to write a checkpoint with non-finite '{name}'")
-    meta = {"format_version": FORMAT_VERSION, **meta}
-    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    write_atomic(path, save_bytes(contiguous, metadata={_META_KEY: json.dumps(meta)}))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "components": {name: part_meta for name, (_, part_meta) in components.items()},
+        "checksums": {name: tensor_checksum(t) for name, t in tensors.items()},
+        "provenance": provenance(),
+    }
+    write_atomic(path, save_bytes(tensors, metadata={_META_KEY: json.dumps(meta)}))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -92,7 +128,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}; this trpo reads format {FORMAT_VERSION}"
         )
-    return Checkpoint(tensors, meta)
+    _verify(path, tensors, meta.get("checksums"))
+    return Checkpoint(path, tensors, meta)
+
+
+def _verify(path: Path, tensors: dict[str, torch.Tensor], checksums: Any) -> None:
+    """Every tensor as it was written (its SHA-256) and finite."""
+    if not isinstance(checksums, dict) or checksums.keys() != tensors.keys():
+        raise CheckpointError(f"{path}: the checksum list does not match the tensors it holds")
+    for name, tensor in tensors.items():
+        if tensor_checksum(tensor) != checksums[name]:
+            raise CheckpointError(
+                f"{path} is corrupt: tensor '{name}' does not match its checksum (the file "
+                "was changed or damaged after it was written); use another checkpoint"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor '{name}' holds NaN or Inf")
 
 
 def _header_metadata(data: bytes) -> dict[str, str]:
@@ -137,32 +188,6 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
 
 def same_space(a: gym.Space, b: gym.Space) -> bool:
     return space_to_dict(a) == space_to_dict(b)
-
-
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Python, NumPy and torch RNG states as (tensors, JSON-able metadata)."""
-    import random
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    tensors = {
-        "rng/torch": torch.get_rng_state(),
-        "rng/numpy_keys": torch.from_numpy(keys.astype(np.int64)),
-        "rng/python": torch.tensor(internal, dtype=torch.int64),
-    }
-    meta = {"numpy": [name, pos, has_gauss, cached], "python": [version, gauss_next]}
-    return tensors, meta
-
-
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    import random
-
-    torch.set_rng_state(tensors["rng/torch"])
-    name, pos, has_gauss, cached = meta["numpy"]
-    keys = tensors["rng/numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state((name, keys, pos, has_gauss, cached))
-    version, gauss_next = meta["python"]
-    random.setstate((version, tuple(int(x) for x in tensors["rng/python"].tolist()), gauss_next))
 
 
 def provenance() -> dict[str, Any]:

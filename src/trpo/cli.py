@@ -23,12 +23,13 @@ from trpo.config import (
     ConfigError,
     field_docs,
     parse_key_values,
+    resolve_config,
     type_name,
 )
 from trpo.presets import PRESETS, preset_for
 
 if typing.TYPE_CHECKING:
-    from trpo.trainer import TRPO
+    from trpo.api import TRPO
 
 RUNS_ROOT = Path("runs")
 ALGOS = typing.get_args(Algo)
@@ -217,29 +218,28 @@ EXECUTION_FLAGS = ("vec", "backend", "ray_workers", "ray_address", "device")
 bit for bit only where they give the same arithmetic: not across vec=envpool or a GPU)."""
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    """defaults < env preset < --config file < --set < --steps/--seed/--env-kwargs."""
-    config = Config(env_id=args.env_id)
-    if not args.no_preset:
-        config = config.replace(**preset_for(args.env_id))
-    if args.config is not None:
-        config = Config.from_dict({**config.to_dict(), **_read_config_file(args.config)})
-    overrides: dict[str, str] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value.strip()
-    config = config.with_overrides(overrides)
+def resolve_args(args: argparse.Namespace, env_id: str | None = None) -> Config:
+    """The run's settings from the command line (see `trpo.config.resolve_config`)."""
     direct: dict[str, Any] = {}
     if args.steps is not None:
         direct["total_steps"] = args.steps
     if args.seed is not None:
         direct["seed"] = args.seed
     direct.update(_execution_settings(args))
-    if args.env_kwargs:
-        direct["env_kwargs"] = {**config.env_kwargs, **dict(parse_key_values(args.env_kwargs))}
-    return config.replace(**direct)
+    pairs: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return resolve_config(
+        env_id or args.env_id,
+        preset=not args.no_preset,
+        file_values=_read_config_file(args.config) if args.config is not None else None,
+        set_pairs=pairs,
+        values=direct,
+        env_kwargs=dict(parse_key_values(args.env_kwargs)),
+    )
 
 
 def _execution_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -267,24 +267,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _resume(args)
     if not args.env_id:
         raise CLIError("train needs an environment id, e.g. `trpo train CartPole-v1`")
-    config = resolve_config(args)
+    config = resolve_args(args)
     run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
     if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
         raise CLIError(
             f"run directory {run_dir} already exists: pass --overwrite to replace it, "
             f"--resume {run_dir} to continue it, or --run-dir to choose another"
         )
-    from trpo.trainer import TRPO
+    from trpo.api import TRPO
 
-    agent = TRPO(config=config)  # builds and checks the env before anything is written
+    agent = TRPO(config=config, run_dir=run_dir)  # builds and checks the env, writes nothing
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    agent.run_dir = run_dir
-    return _train(agent, run_dir, args)
+    return _train(agent, run_dir, args, config.total_steps)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from trpo.trainer import TRPO
+    from trpo.api import TRPO
 
     run_dir = args.resume
     ignored = [
@@ -307,18 +306,18 @@ def _resume(args: argparse.Namespace) -> int:
     if not checkpoint.exists():
         raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
     agent = TRPO.load(checkpoint, run_dir=run_dir, **_execution_settings(args))
-    if args.steps is not None:
-        agent.config = agent.config.replace(total_steps=args.steps)
-    print(f"resuming {run_dir} at iteration {agent.iteration}, step {agent.steps:,}")
-    return _train(agent, run_dir, args)
+    trainer = agent.trainer
+    print(f"resuming {run_dir} at iteration {trainer.iteration}, step {trainer.steps:,}")
+    total = agent.config.total_steps if args.steps is None else args.steps
+    return _train(agent, run_dir, args, total)
 
 
-def _train(agent, run_dir: Path, args: argparse.Namespace) -> int:
+def _train(agent: TRPO, run_dir: Path, args: argparse.Namespace, total_steps: int) -> int:
     from trpo.plot import plot_runs
 
     started = time.perf_counter()
     try:
-        agent.learn(progress=not args.no_progress)
+        agent.learn(total_steps, progress=not args.no_progress)
     except OSError as err:
         if not (run_dir / "last.safetensors").exists():
             raise
@@ -375,7 +374,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     unknown = sorted(set(algos) - set(ALGOS))
     if unknown or not algos or len(set(algos)) < len(algos):
         raise CLIError(f"--algos takes distinct names from {','.join(ALGOS)}, got {args.algos!r}")
-    config = resolve_config(args)
+    config = resolve_args(args)
     check_env_id(config.env_id)
     seeds = _seed_range(config.seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / f"compare-{config.env_id}"
@@ -400,7 +399,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     configs = []
     for env_id in env_ids:  # each env: defaults < its preset < --config < --set < flags
         check_env_id(env_id)
-        configs.append(resolve_config(argparse.Namespace(**{**vars(args), "env_id": env_id})))
+        configs.append(resolve_args(args, env_id))
     seeds = _seed_range(configs[0].seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / "benchmark"
     cells = benchmark_cells(configs, seeds, out)
@@ -443,8 +442,9 @@ def _run_cells(cells: list, args: argparse.Namespace) -> bool:
 
 # -- eval, plot, presets ---------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
-    from trpo.evaluate import play
-    from trpo.trainer import EVAL_SEED_OFFSET, TRPO
+    from trpo.agent import Agent
+    from trpo.envs import env_factory
+    from trpo.evaluate import EVAL_SEED_OFFSET, Evaluator, play
 
     if args.episodes <= 0:
         raise CLIError(f"--episodes must be positive, got {args.episodes}")
@@ -458,17 +458,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = args.run_dir / "final.safetensors"
     if not path.exists():
         raise CLIError(f"checkpoint {path} does not exist")
-    # Evaluation needs one plain env in this process, wherever the run was trained.
-    local = {"backend": "local", "vec": "sync", "device": "cpu"}
-    agent = TRPO.load(path, n_envs=1, steps_per_iter=1, **local)
-    seed = agent.config.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
-    try:
-        if args.render or args.video:
-            result = play(agent, args.episodes, seed, render=args.render, video_dir=args.video)
-        else:
-            result = agent.evaluate(args.episodes, seed)
-    finally:
-        agent.close()
+    agent = Agent.load(path)  # the policy and its normaliser only: no training envs
+    config = agent.config
+    seed = config.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
+    if args.render or args.video:
+        result = play(agent, args.episodes, seed, render=args.render, video_dir=args.video)
+    else:
+        evaluator = Evaluator(env_factory(config.env_id, config.env_kwargs), args.episodes)
+        try:
+            result = evaluator.run(agent, seed)
+        finally:
+            evaluator.close()
     print(f"checkpoint: {path}")
     print(f"episodes: {len(result.returns)}  return: {result.mean:.2f} ± {result.std:.2f}")
     print("returns: " + ", ".join(f"{r:.1f}" for r in result.returns))

@@ -21,8 +21,8 @@ import numpy as np
 from trpo.config import Algo, Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
+from trpo.metrics import run_score
 from trpo.plot import plot_band
-from trpo.trainer import run_score
 
 
 def compare_cells(config: Config, algos: list[str], seeds: list[int], out: Path) -> list[Cell]:

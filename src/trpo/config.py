@@ -419,3 +419,29 @@ def field_docs() -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(str(following.value.value).split())
     return docs
+
+
+def resolve_config(
+    env_id: str,
+    *,
+    preset: bool = True,
+    file_values: dict[str, Any] | None = None,
+    set_pairs: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Config:
+    """A run's settings, each layer over the one before: the defaults < the env's preset
+    (unless ``preset`` is False) < ``file_values`` (a settings file's table) <
+    ``set_pairs`` (``key -> string`` overrides, parsed by type) < ``values`` (typed);
+    ``env_kwargs`` are added to the env keyword arguments the layers gave."""
+    from trpo.presets import preset_for
+
+    config = Config(env_id=env_id)
+    if preset:
+        config = config.replace(**preset_for(env_id))
+    if file_values is not None:
+        config = Config.from_dict({**config.to_dict(), **file_values})
+    config = config.with_overrides(set_pairs or {}).replace(**(values or {}))
+    if env_kwargs:
+        config = config.replace(env_kwargs={**config.env_kwargs, **env_kwargs})
+    return config

@@ -3,8 +3,8 @@
 K actors (`RolloutWorker`) each own a vector env over a contiguous slice of the run's
 envs and a copy of the policy. Every iteration the learner puts the policy weights in
 Ray's object store once (all workers read that one copy), each worker collects its share
-with the frozen weights, observation and return statistics and the learner's torch random
-state, and the learner joins the batches in worker order (`Batch.join`).
+with the frozen weights, observation and return statistics and the state of the trainer's
+rollout generator, and the learner joins the batches in worker order (`Batch.join`).
 
 Same seed and same ``n_envs`` give the same batches as the local collector, whatever the
 number of workers: a worker's envs get the reset seeds they would have locally and its
@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from trpo.config import Config
-from trpo.envs import ObservationEncoder, ObservationNormalizer, RunningMeanStd, make_vector_env
-from trpo.rollout import SIDE_BY_SIDE, Batch, RewardScaler, RolloutCollector
+from trpo.envs import ObservationEncoder, make_vector_env
+from trpo.normalization import ObservationNormalizer, RewardScaler, RunningMeanStd
+from trpo.rollout import SIDE_BY_SIDE, Batch, RolloutCollector
 
 log = logging.getLogger("trpo")
 
@@ -81,14 +82,16 @@ class RolloutWorker:
         envs = make_vector_env(factory, n_envs, config.vec, config.env_id, config.env_kwargs)
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
-        self.normalizer = ObservationNormalizer.for_run(encoder, config)
+        self.normalizer = ObservationNormalizer.for_run(encoder.dim, encoder.is_box, config)
         self.reward_scaler = RewardScaler.for_run(n_envs, config)
+        self.generator = torch.Generator()
         self.collector = RolloutCollector(
             envs,
             policy,
             encoder,
             self.normalizer,
             self.reward_scaler,
+            self.generator,
             config.seed,
             config.env_id,
             config.nonfinite_env,
@@ -109,16 +112,16 @@ class RolloutWorker:
         rng_state: np.ndarray,
         n_steps: int,
     ) -> tuple[Batch, dict[str, Any], np.ndarray, float]:
-        """The batch, the envs' state after it, the torch random state after it, and the
-        seconds spent."""
+        """The batch, the envs' state after it, the rollout generator's state after it, and
+        the seconds spent."""
         start = time.perf_counter()
         self.policy.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
         self.normalizer.set_stats(obs_stats)
         self.reward_scaler.stats = return_stats
-        torch.set_rng_state(torch.from_numpy(rng_state.copy()))
+        self.generator.set_state(torch.from_numpy(rng_state.copy()))
         batch = self.collector.collect(n_steps)
         state = self.collector.state()
-        return batch, state, torch.get_rng_state().numpy(), time.perf_counter() - start
+        return batch, state, self.generator.get_state().numpy(), time.perf_counter() - start
 
 
 class RayCollector:
@@ -129,9 +132,9 @@ class RayCollector:
     def __init__(
         self,
         factory: Callable[[], gym.Env],
-        policy: nn.Module,
-        normalizer: ObservationNormalizer,
+        agent,
         reward_scaler: RewardScaler,
+        generator: torch.Generator,
         config: Config,
     ):
         n_envs, workers, address = config.n_envs, config.ray_workers, config.ray_address
@@ -144,9 +147,10 @@ class RayCollector:
                 where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
                 raise BackendError(f"could not start or join {where}: {err}") from None
         self._ray = ray
-        self.policy = policy
-        self.normalizer = normalizer
+        self.policy = agent.policy
+        self.normalizer = agent.normalizer
         self.reward_scaler = reward_scaler
+        self.generator = generator
         self.n_envs = n_envs
         self.sizes = [n_envs // workers + (k < n_envs % workers) for k in range(workers)]
         self.firsts = [sum(self.sizes[:k]) for k in range(workers)]
@@ -155,7 +159,7 @@ class RayCollector:
             max_restarts=MAX_RESTARTS, max_task_retries=0, num_cpus=cpus
         )
         self.workers = [
-            actor.remote(factory, policy, (first, size), config)
+            actor.remote(factory, self.policy, (first, size), config)
             for first, size in zip(self.firsts, self.sizes, strict=True)
         ]
         self.total_steps = 0
@@ -174,14 +178,14 @@ class RayCollector:
             weights_ref,
             self.normalizer.stats,
             self.reward_scaler.stats,
-            torch.get_rng_state().numpy(),
+            self.generator.get_state().numpy(),
             n_steps,
         )
         pending = [worker.collect.remote(*args) for worker in self.workers]
         results = [self._result(k, ref, args) for k, ref in enumerate(pending)]
         batches = [batch for batch, _, _, _ in results]
         self._states = [state for _, state, _, _ in results]
-        torch.set_rng_state(torch.from_numpy(results[0][2].copy()))
+        self.generator.set_state(torch.from_numpy(results[0][2].copy()))
         batch = Batch.join(batches)
         # Every mode ends on the statistics of all that the workers saw, in a fixed order;
         # rewards scaled per iteration take the scale of all of them.
@@ -279,7 +283,7 @@ class RayCollector:
 
 
 def _nbytes(batch: Batch) -> int:
-    return sum(getattr(batch, name).nbytes for name in SIDE_BY_SIDE) + batch.valid_mask().nbytes
+    return sum(getattr(batch, name).nbytes for name in SIDE_BY_SIDE)
 
 
 def _check_reachable(address: str) -> None:

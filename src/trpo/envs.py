@@ -1,4 +1,4 @@
-"""Environments: building vector envs, encoding observations, sending actions, normalising.
+"""Environments: building vector envs, encoding observations, sending actions.
 
 Vector envs use Gymnasium's SAME_STEP autoreset: the step that ends an episode returns the
 reset observation and puts the real final observation in ``info["final_obs"]``. With the
@@ -8,16 +8,13 @@ ignored action and a reset); SAME_STEP never produces one.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from trpo.config import Config
 from trpo.policies import UnsupportedSpaceError, action_kind
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -69,13 +66,13 @@ def env_factory(
 def check_env_id(env_id: str) -> None:
     if env_id in gym.registry:
         return
-    hint = _did_you_mean(env_id, gym.registry)
+    hint = did_you_mean(env_id, gym.registry)
     if any(name in env_id for name in ("Hopper", "Walker", "Cheetah", "Ant", "Humanoid")):
         hint += " MuJoCo envs need `pip install 'trpo[mujoco]'`."
     raise EnvError(f"unknown environment id '{env_id}'.{hint}")
 
 
-def _did_you_mean(name: str, known: Any) -> str:
+def did_you_mean(name: str, known: Any) -> str:
     """' Did you mean: a, b?' naming the entries of ``known`` closest to ``name``, or ''."""
     import difflib
 
@@ -100,6 +97,8 @@ def make_vector_env(
                     "vec=envpool builds its envs from a task id: pass an env id that EnvPool "
                     "provides, not an env object or factory"
                 )
+            from trpo.envpool import EnvPoolVectorEnv
+
             envs = EnvPoolVectorEnv(env_id, n_envs, env_kwargs or {})
         elif mode == "async":
             envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -111,88 +110,6 @@ def make_vector_env(
         raise EnvError(f"could not build the environment: {err}") from None
     check_spaces(envs.single_observation_space, envs.single_action_space)
     return envs
-
-
-class EnvPoolVectorEnv(VectorEnv):
-    """EnvPool's C++ vector env (`pip install 'trpo[envpool]'`) behind Gymnasium's
-    VectorEnv interface with SAME_STEP autoreset, as the Gymnasium path uses.
-
-    EnvPool itself resets an env on the step after its episode ended (that step's action
-    ignored, reward 0): here the env is reset at once instead, and the episode's last
-    observation is handed over in ``info["final_obs"]``, so no such fake transition
-    reaches a batch. Env i of reset seed s is EnvPool's env i of pool seed s - i.
-    """
-
-    def __init__(self, env_id: str, n_envs: int, env_kwargs: dict[str, Any]):
-        try:
-            import envpool
-        except ImportError:
-            raise EnvError(
-                "vec=envpool needs EnvPool, which is not installed: pip install 'trpo[envpool]'"
-            ) from None
-        tasks = envpool.list_all_envs()
-        if env_id not in tasks:
-            hint = _did_you_mean(env_id, tasks)
-            raise EnvError(f"EnvPool has no task '{env_id}'.{hint} Use vec=sync for it.")
-
-        def make(seed: int):
-            try:
-                with warnings.catch_warnings():  # Box casting EnvPool's float64 bounds
-                    warnings.filterwarnings("ignore", ".*precision lowered by casting")
-                    pool = envpool.make_gymnasium(env_id, num_envs=n_envs, seed=seed, **env_kwargs)
-                    pool.observation_space, pool.action_space  # noqa: B018 - built and cached now
-                    return pool
-            except (TypeError, ValueError, RuntimeError) as err:
-                raise EnvError(f"EnvPool cannot make {env_id} with {env_kwargs}: {err}") from None
-
-        self._make = make
-        self._seed = 0
-        self.pool = make(self._seed)
-        self.num_envs = n_envs
-        self.single_observation_space = self.pool.observation_space
-        self.single_action_space = self.pool.action_space
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, n_envs)
-        self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
-        self._obs: np.ndarray | None = None
-
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        mask = (options or {}).get("reset_mask")
-        if mask is not None:  # restart some envs only (their episodes are abandoned)
-            ids = np.flatnonzero(mask)
-            self._obs[ids] = self._pool_reset(ids)
-            return self._obs.copy(), {}
-        if seed is not None:
-            first = seed if isinstance(seed, int) else int(seed[0])
-            if not isinstance(seed, int) and list(seed) != [first + i for i in range(len(seed))]:
-                raise ValueError(f"EnvPool seeds its envs consecutively, got seeds {seed}")
-            if first != self._seed:
-                self.pool.close()
-                self.pool, self._seed = self._make(first), first
-        self._obs = self._pool_reset(None)
-        return self._obs.copy(), {}
-
-    def step(self, actions: np.ndarray):
-        obs, reward, terminated, truncated, info = self.pool.step(actions)
-        order = np.argsort(info["env_id"])  # sync mode answers in env order; make sure
-        obs, reward = np.array(obs[order]), np.asarray(reward)[order]
-        terminated, truncated = np.asarray(terminated)[order], np.asarray(truncated)[order]
-        ended = np.flatnonzero(terminated | truncated)
-        info_out: dict[str, Any] = {}
-        if ended.size:
-            final = np.empty(self.num_envs, dtype=object)
-            final[ended] = list(obs[ended])
-            info_out = {"final_obs": final, "_final_obs": terminated | truncated}
-            obs[ended] = self._pool_reset(ended)
-        self._obs = obs
-        return obs.copy(), reward, terminated, truncated, info_out
-
-    def _pool_reset(self, ids: np.ndarray | None) -> np.ndarray:
-        obs, info = self.pool.reset() if ids is None else self.pool.reset(ids)
-        return np.array(obs)[np.argsort(info["env_id"])]
-
-    def close_extras(self, **kwargs: Any) -> None:
-        self.pool.close()
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space) -> None:
@@ -271,96 +188,6 @@ class ActionAdapter:
         if self.kind == "multidiscrete":
             return actions.reshape((-1, *self.space.shape)) + self.start
         return actions.reshape((-1, *self.space.shape)).astype(self.space.dtype)
-
-
-@dataclass
-class RunningMeanStd:
-    """Running mean and variance over a stream of batches (Chan et al.'s parallel update,
-    exact for any split of the data into batches)."""
-
-    mean: np.ndarray
-    var: np.ndarray
-    count: float
-
-    @classmethod
-    def zeros(cls, shape: tuple[int, ...]) -> RunningMeanStd:
-        return cls(np.zeros(shape, np.float64), np.ones(shape, np.float64), 0.0)
-
-    @classmethod
-    def of(cls, x: np.ndarray) -> RunningMeanStd:
-        """Moments of a batch of samples (first axis)."""
-        x = np.asarray(x, np.float64)
-        return cls(x.mean(axis=0), x.var(axis=0), float(x.shape[0]))
-
-    def merge(self, other: RunningMeanStd) -> RunningMeanStd:
-        if other.count == 0:
-            return self
-        if self.count == 0:
-            return RunningMeanStd(other.mean.copy(), other.var.copy(), other.count)
-        total = self.count + other.count
-        delta = other.mean - self.mean
-        mean = self.mean + delta * other.count / total
-        m2 = (
-            self.var * self.count
-            + other.var * other.count
-            + delta**2 * self.count * other.count / total
-        )
-        return RunningMeanStd(mean, m2 / total, total)
-
-
-class ObservationNormalizer:
-    """(obs − mean) / std, clipped, with running statistics of the raw observations.
-
-    A rollout passes each step's raw observations through `observe` and the batch's moments
-    through `observe_batch`: with ``per_step`` the statistics take in every step before it
-    is normalised, otherwise only whole batches, between iterations, so a batch is
-    collected with one fixed transform. Calling the normaliser never changes it."""
-
-    def __init__(self, dim: int, enabled: bool, clip: float, per_step: bool = False):
-        self.enabled = enabled
-        self.clip = clip
-        self.per_step = per_step
-        self.stats = RunningMeanStd.zeros((dim,))
-        self._refresh()
-
-    @classmethod
-    def for_run(cls, encoder: ObservationEncoder, config: Config) -> ObservationNormalizer:
-        """The normaliser a run's ``config`` asks for (Box observations only)."""
-        return cls(
-            encoder.dim,
-            config.normalize_obs and encoder.is_box,
-            config.clip_obs,
-            per_step=config.obs_norm_update == "step",
-        )
-
-    def _refresh(self) -> None:
-        self._mean = self.stats.mean.astype(np.float32)
-        self._inv_std = (1.0 / np.sqrt(self.stats.var + 1e-8)).astype(np.float32)
-
-    def update(self, batch_stats: RunningMeanStd) -> None:
-        if self.enabled:
-            self.stats = self.stats.merge(batch_stats)
-            self._refresh()
-
-    def observe(self, raw_obs: np.ndarray) -> np.ndarray:
-        """One step's raw observations [n_envs, dim], normalised for the policy."""
-        if self.per_step and self.enabled:
-            self.update(RunningMeanStd.of(raw_obs))
-        return self(raw_obs)
-
-    def observe_batch(self, batch_stats: RunningMeanStd) -> None:
-        """The moments of a collected batch's raw observations."""
-        if not self.per_step:
-            self.update(batch_stats)
-
-    def set_stats(self, stats: RunningMeanStd) -> None:
-        self.stats = stats
-        self._refresh()
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        if not self.enabled:
-            return obs
-        return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip)
 
 
 def check_finite(name: str, values: np.ndarray, env_id: str, step: int) -> None:

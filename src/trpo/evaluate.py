@@ -8,17 +8,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
-from torch import nn
 
-from trpo.envs import (
-    ActionAdapter,
-    EnvError,
-    ObservationEncoder,
-    ObservationNormalizer,
-    make_vector_env,
-)
-from trpo.reproducibility import aligned_tensor
+from trpo.envs import EnvError, make_vector_env
+
+EVAL_SEED_OFFSET = 1_000_000
+"""Evaluation episodes start from reset seeds apart from the training envs' seeds."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +36,16 @@ class Evaluator:
     def __init__(self, factory: Callable[[], gym.Env], episodes: int):
         self.envs = make_vector_env(factory, episodes)
 
-    def run(
-        self,
-        policy: nn.Module,
-        encoder: ObservationEncoder,
-        normalizer: ObservationNormalizer,
-        seed: int,
-        deterministic: bool = True,
-    ) -> EvalResult:
-        """Episode i starts from ``reset(seed=seed + i)``."""
-        adapter = ActionAdapter(self.envs.single_action_space)
+    def run(self, agent, seed: int) -> EvalResult:
+        """``agent``'s deterministic actions (`trpo.agent.Agent.predict`); episode i starts
+        from ``reset(seed=seed + i)``."""
         n = self.envs.num_envs
         obs, _ = self.envs.reset(seed=[seed + i for i in range(n)])
         returns = np.zeros(n)
         lengths = np.zeros(n, np.int64)
         running = np.ones(n, bool)
         while running.any():
-            with torch.inference_mode():
-                dist = policy(aligned_tensor(normalizer(encoder(obs))))
-                action = dist.mode if deterministic else dist.sample()
-            obs, reward, terminated, truncated, _ = self.envs.step(adapter(action.numpy()))
+            obs, reward, terminated, truncated, _ = self.envs.step(agent.predict(obs))
             returns += np.where(running, reward, 0.0)
             lengths += running
             running &= ~(terminated | truncated)

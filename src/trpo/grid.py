@@ -60,7 +60,7 @@ class CellResult:
 def run_cell(cell: Cell) -> CellResult:
     """Train one cell to completion in its run directory, continuing an interrupted run
     of the same settings from its last checkpoint."""
-    from trpo.trainer import TRPO
+    from trpo.api import TRPO
 
     started = time.perf_counter()
     agent = _continued(cell)
@@ -77,7 +77,7 @@ def run_cell(cell: Cell) -> CellResult:
 def _continued(cell: Cell):
     """The cell's interrupted run, loaded from its last checkpoint, if it has one of the
     cell's settings that loads."""
-    from trpo.trainer import TRPO
+    from trpo.api import TRPO
 
     last = cell.run_dir / "last.safetensors"
     try:

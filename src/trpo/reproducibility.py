@@ -17,8 +17,11 @@ storage (`assign_flat`), and NumPy data enters torch through `aligned_tensor`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -85,3 +88,23 @@ def assign_flat(theta: torch.Tensor, params: list[torch.Tensor]) -> None:
             n = param.numel()
             param.copy_(theta[offset : offset + n].view_as(param))
             offset += n
+
+
+def seeded_generator(seed: int, stream: str) -> torch.Generator:
+    """A torch generator for one named random stream of a run (``init``, ``rollout``,
+    ...): streams of one seed are independent of each other, so a change in how often
+    one is drawn from leaves the others' numbers as they were."""
+    key = int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "little")
+    state = np.random.SeedSequence([seed, key]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block, as before it after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

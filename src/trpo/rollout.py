@@ -4,7 +4,7 @@
 distributed backend (`trpo.distributed`) replaces it by anything with the same
 ``collect(n_steps) -> Batch``, ``state()``, ``restore(state)`` and ``close()``, whose
 ``collect`` also leaves the observation normaliser's and the reward scaler's statistics
-up to date.
+up to date and draws the actions from the trainer's rollout generator.
 """
 
 from __future__ import annotations
@@ -17,16 +17,9 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import nn
 
-from trpo.config import Config
 from trpo.env_state import capture_vector, restore_vector
-from trpo.envs import (
-    ActionAdapter,
-    EnvError,
-    ObservationEncoder,
-    ObservationNormalizer,
-    RunningMeanStd,
-    check_finite,
-)
+from trpo.envs import ActionAdapter, EnvError, ObservationEncoder, check_finite
+from trpo.normalization import ObservationNormalizer, RewardScaler, RunningMeanStd
 from trpo.policies import sample_action
 from trpo.reproducibility import aligned_tensor
 
@@ -50,15 +43,15 @@ class Batch:
     next_obs: np.ndarray  # [T, N, D] float32
     obs_stats: RunningMeanStd  # moments of the raw encoded observations in ``obs``
     return_stats: RunningMeanStd  # moments of the running discounted returns
+    valid: np.ndarray
+    """[T, N] bool: False where a transition was dropped (nonfinite_env=drop); the
+    transition before it in that env is marked truncated."""
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
-    valid: np.ndarray | None = None
-    """[T, N] bool: False where a transition was dropped (nonfinite_env=drop); the
-    transition before it in that env is marked truncated. None: all valid."""
 
     @property
     def dropped(self) -> int:
-        return 0 if self.valid is None else int((~self.valid).sum())
+        return int((~self.valid).sum())
 
     @property
     def n_transitions(self) -> int:
@@ -82,11 +75,7 @@ class Batch:
             return_stats=return_stats,
             episode_returns=[r for part in parts for r in part.episode_returns],
             episode_lengths=[n for part in parts for n in part.episode_lengths],
-            valid=np.concatenate([part.valid_mask() for part in parts], axis=1),
         )
-
-    def valid_mask(self) -> np.ndarray:
-        return np.ones(self.rewards.shape, bool) if self.valid is None else self.valid
 
 
 SIDE_BY_SIDE = (
@@ -98,64 +87,9 @@ SIDE_BY_SIDE = (
     "terminated",
     "truncated",
     "next_obs",
+    "valid",
 )
 """`Batch` arrays indexed [t, env, ...]."""
-
-
-class RewardScaler:
-    """Divides rewards by the running std of the discounted return and clips them to ±clip
-    (Stable-Baselines3's VecNormalize). A rollout passes each step's discounted returns
-    through `observe` and the batch's moments through `observe_batch`: with ``per_step``
-    the statistics take in every step before its rewards are scaled, otherwise the whole
-    batch after it is collected, so the first batch is already on the right scale."""
-
-    def __init__(
-        self, n_envs: int, gamma: float, enabled: bool, clip: float = 10.0, per_step: bool = False
-    ):
-        self.enabled = enabled
-        self.gamma = gamma
-        self.clip = clip
-        self.per_step = per_step
-        self.stats = RunningMeanStd.zeros(())
-        self.discounted = np.zeros(n_envs, np.float64)
-
-    @classmethod
-    def for_run(cls, n_envs: int, config: Config) -> RewardScaler:
-        """The scaler a run's ``config`` asks for, over ``n_envs`` envs."""
-        return cls(
-            n_envs,
-            config.gamma,
-            config.normalize_reward,
-            config.clip_reward,
-            per_step=config.reward_norm_update == "step",
-        )
-
-    def update(self, batch_stats: RunningMeanStd) -> None:
-        if self.enabled:
-            self.stats = self.stats.merge(batch_stats)
-
-    def observe(self, discounted: np.ndarray) -> float:
-        """The scale of one step's rewards, given each env's discounted return up to them."""
-        if self.per_step:
-            self.update(RunningMeanStd.of(discounted))
-        return self.scale
-
-    def observe_batch(self, batch_stats: RunningMeanStd, reward_scale: np.ndarray) -> None:
-        """The moments of a collected batch's discounted returns; without ``per_step`` they
-        enter the statistics now and the batch's every reward takes the resulting scale."""
-        if not self.per_step:
-            self.update(batch_stats)
-            reward_scale[:] = self.scale
-
-    @property
-    def scale(self) -> float:
-        return float(1.0 / np.sqrt(self.stats.var + 1e-8)) if self.enabled else 1.0
-
-    def scaled(self, batch: Batch) -> np.ndarray:
-        """The batch's rewards as the update sees them."""
-        if not self.enabled:
-            return batch.rewards
-        return np.clip(batch.rewards * batch.reward_scale, -self.clip, self.clip)
 
 
 class RolloutCollector:
@@ -175,6 +109,7 @@ class RolloutCollector:
         encoder: ObservationEncoder,
         normalizer: ObservationNormalizer,
         reward_scaler: RewardScaler,
+        generator: torch.Generator,
         seed: int,
         env_id: str,
         nonfinite: str = "error",
@@ -182,6 +117,7 @@ class RolloutCollector:
     ):
         self.envs = envs
         self.policy = policy
+        self.generator = generator
         self.encoder = encoder
         self.normalizer = normalizer
         self.reward_scaler = reward_scaler
@@ -202,7 +138,7 @@ class RolloutCollector:
         self._raw_obs = self._encode(obs)
         self._episode_return[:] = 0
         self._episode_length[:] = 0
-        self.reward_scaler.discounted[:] = 0
+        self.reward_scaler.reset()
 
     def state(self) -> dict[str, Any]:
         """Where the envs are: JSON-able, for checkpoints (see `restore`)."""
@@ -255,7 +191,6 @@ class RolloutCollector:
         valid = np.ones((n_steps, n), bool)
         actions = None
         returns_seen = np.empty((n_steps, n), np.float64)
-        scaler = self.reward_scaler
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
 
@@ -289,9 +224,7 @@ class RolloutCollector:
             terminated[t] = term
             truncated[t] = trunc
 
-            scaler.discounted = scaler.discounted * scaler.gamma + reward
-            returns_seen[t] = scaler.discounted
-            reward_scale[t] = scaler.observe(scaler.discounted)
+            returns_seen[t], reward_scale[t] = self.reward_scaler.step(reward, done)
             rewards[t] = reward
             self._episode_return += reward
             self._episode_length += 1
@@ -300,7 +233,6 @@ class RolloutCollector:
                 episode_lengths.append(int(self._episode_length[i]))
             self._episode_return[done] = 0.0
             self._episode_length[done] = 0
-            scaler.discounted[done] = 0.0
             self._raw_obs = encoded
 
         batch = Batch(
@@ -318,8 +250,8 @@ class RolloutCollector:
             episode_lengths=episode_lengths,
             valid=valid,
         )
-        self.normalizer.observe_batch(batch.obs_stats)
-        scaler.observe_batch(batch.return_stats, batch.reward_scale)
+        self.normalizer.end_batch(batch.obs_stats)
+        self.reward_scaler.end_batch(batch.return_stats, batch.reward_scale)
         return batch
 
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +262,7 @@ class RolloutCollector:
             drawn = torch.zeros((self.draw_rows, obs.shape[1]))
             drawn[rows] = torch.from_numpy(obs)
         with torch.inference_mode():
-            action, log_prob = sample_action(self.policy, drawn)
+            action, log_prob = sample_action(self.policy, drawn, self.generator)
         return action[rows].numpy(), log_prob[rows].numpy()
 
     def _drop(self, bad: np.ndarray, encoded: np.ndarray, final: np.ndarray, reward: np.ndarray):

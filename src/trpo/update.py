@@ -62,8 +62,10 @@ def policy_step(
     advantages: Tensor,
     old_log_probs: Tensor,
     config: Config,
+    generator: torch.Generator | None = None,
 ) -> StepStats:
-    """One policy update on a batch; changes ``policy``'s parameters in place."""
+    """One policy update on a batch; changes ``policy``'s parameters in place.
+    ``generator`` draws the states of ``config.fvp_subsample`` (when below 1)."""
     params = [p for p in policy.parameters() if p.requires_grad]
     theta_old = parameters_to_vector(params).detach()
     with torch.no_grad():
@@ -92,7 +94,10 @@ def policy_step(
         fisher_obs = obs
         if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
             n = obs.shape[0]
-            fisher_obs = obs[torch.randperm(n)[: max(1, round(config.fvp_subsample * n))]]
+            subset = torch.randperm(n, generator=generator)[
+                : max(1, round(config.fvp_subsample * n))
+            ]
+            fisher_obs = obs[subset.to(obs.device)]
         fvp = fisher_product(policy, fisher_obs, params, config.damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
@@ -167,11 +172,13 @@ def fit_value(
     old_values: Tensor,
     epochs: int,
     minibatch: int,
+    generator: torch.Generator | None = None,
 ) -> ValueStats:
-    """Regress V(s) on ``targets`` (GAE advantages + old values) with minibatch Adam."""
+    """Regress V(s) on ``targets`` (GAE advantages + old values) with minibatch Adam, the
+    minibatches shuffled by ``generator``."""
     n = obs.shape[0]
     for _ in range(epochs):
-        order = torch.randperm(n)
+        order = torch.randperm(n, generator=generator).to(obs.device)
         for start in range(0, n, minibatch):
             index = order[start : start + minibatch]
             loss = torch.mean((value_fn(obs[index]) - targets[index]) ** 2)

@@ -55,7 +55,7 @@ from trpo.envs import (
 from trpo.evaluate import EvalResult, Evaluator
 from trpo.functional import gae, normalize
 from trpo.logger import METRICS_FILE, CSVLog, ProgressBar, TensorBoardLog
-from trpo.policies import MLPPolicy, MLPValue
+from trpo.policies import MLPPolicy, MLPValue, action_dims
 from trpo.rollout import Batch, RewardScaler, RolloutCollector
 from trpo.update import StepStats, ValueStats, fit_value, policy_step
 
@@ -340,8 +340,9 @@ class TRPO:
         if self.config.normalize_advantages:
             advantages = normalize(advantages)
         old_log_probs = self._tensor(batch.log_probs.reshape(-1))[keep]
+        dims = action_dims(self.action_space)  # A of kl_scale="per_dim"
         step = policy_step(
-            self.learner_policy, obs, actions, advantages, old_log_probs, self.config
+            self.learner_policy, obs, actions, advantages, old_log_probs, self.config, dims
         )
         if self.learner_policy is not self.policy:
             self.policy.load_state_dict(self.learner_policy.state_dict())

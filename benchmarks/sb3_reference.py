@@ -6,17 +6,26 @@
 The published sb3-contrib and rl-zoo figures in docs/results.md were measured on v3/v4
 envs. This trains the same library with the same settings (rl-zoo's `trpo.yml`) on the env
 id given, evaluates it the way `trpo benchmark` evaluates its runs (10 deterministic
-episodes every 10,240 steps, frozen observation statistics, raw returns), and scores it the
-same way: the mean of the last 5 evaluations, and the best across-seed mean during
-training. Each seed writes its evaluations to `<out>/<env>-s<seed>.partial.csv` as they
-come and renames it `<env>-s<seed>.csv` when it finishes; a seed with that file is skipped,
-so an interrupted reference restarts only its unfinished seed.
+episodes every 10,240 steps, after the update on the batch that reached them, from reset
+seeds seed + EVAL_SEED_OFFSET + i, frozen observation statistics, raw returns), and scores
+it the same way: the mean of the last 5 evaluations, and the best across-seed mean during
+training.
+
+rl-zoo's target_kl and cg_damping bound and damp sb3's KL, a mean over the action's A
+coordinates: in trpo's terms they are `kl_scale=per_dim` with max_kl = target_kl and
+damping = cg_damping (or, with the default `kl_scale=joint`, A times them), see
+`trpo_equivalent` and tests/test_sb3_equivalence.py.
+
+Each seed writes its evaluations to `<out>/<env>-s<seed>.partial.csv` as they come and
+renames it `<env>-s<seed>.csv` when it finishes; a seed with that file is skipped, so an
+interrupted reference restarts only its unfinished seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import statistics
 from pathlib import Path
 from typing import Any
@@ -50,21 +59,43 @@ ZOO_CHANGES: dict[str, dict[str, Any]] = {
     "Swimmer": {"gamma": 0.9999},
 }
 """rl-zoo's per-env changes to ZOO_MUJOCO, keyed by env name without its version."""
+SB3_DEFAULT_TARGET_KL = inspect.signature(SB3TRPO).parameters["target_kl"].default
+"""sb3-contrib TRPO's target_kl where rl-zoo sets none."""
 
 
 def zoo_settings(env_id: str) -> dict[str, Any]:
     return {**ZOO_MUJOCO, **ZOO_CHANGES.get(env_id.split("-")[0], {})}
 
 
-class PeriodicEvaluation(BaseCallback):
-    """Evaluates after the first rollout that reaches each multiple of EVAL_EVERY_STEPS,
-    appending each evaluation to ``path`` as it comes, so a long run shows its progress."""
+def trpo_equivalent(env_id: str) -> dict[str, Any]:
+    """trpo settings whose trust region is rl-zoo's for ``env_id`` (sb3's KL is per action
+    coordinate, so `kl_scale=per_dim` carries its numbers over unchanged)."""
+    settings = zoo_settings(env_id)
+    return {
+        "kl_scale": "per_dim",
+        "max_kl": settings.get("target_kl", SB3_DEFAULT_TARGET_KL),
+        "damping": settings["cg_damping"],
+        "kl_direction": "new_old",
+    }
 
-    def __init__(self, env_id: str, path: Path):
+
+class PeriodicEvaluation(BaseCallback):
+    """Evaluates once the update on the first rollout that reaches each multiple of
+    EVAL_EVERY_STEPS is done, as trpo's trainer does, appending each evaluation to ``path``
+    as it comes, so a long run shows its progress.
+
+    sb3 has no callback after `train()`: a rollout's end (before its update) marks the
+    evaluation as due, and it runs at the next rollout's start or at the end of training,
+    both after that update."""
+
+    def __init__(self, env_id: str, seed: int, path: Path):
         super().__init__()
         self.env_id = env_id
+        self.seed = seed
         self.path = path
         self.evaluations = 0
+        self.due_at: int | None = None
+        """Steps of the rollout whose update is awaited before evaluating."""
         path.write_text("steps,eval_return\n")
 
     def _on_step(self) -> bool:
@@ -72,12 +103,24 @@ class PeriodicEvaluation(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         if self.num_timesteps >= (self.evaluations + 1) * EVAL_EVERY_STEPS:
-            mean_return = statistics.fmean(evaluate_sb3(self.model, self.env_id))
-            self.evaluations += 1
-            with self.path.open("a", newline="") as f:
-                csv.writer(f).writerow([self.num_timesteps, mean_return])
-            run = self.path.name.removesuffix(".partial.csv")
-            print(f"{run}: {self.num_timesteps:,} steps, return {mean_return:.1f}")
+            self.due_at = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self._evaluate_if_due()
+
+    def _on_training_end(self) -> None:
+        self._evaluate_if_due()
+
+    def _evaluate_if_due(self) -> None:
+        if self.due_at is None:
+            return
+        mean_return = statistics.fmean(evaluate_sb3(self.model, self.env_id, self.seed))
+        self.evaluations += 1
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([self.due_at, mean_return])
+        run = self.path.name.removesuffix(".partial.csv")
+        print(f"{run}: {self.due_at:,} steps, return {mean_return:.1f}")
+        self.due_at = None
 
 
 def train(env_id: str, seed: int, steps: int, path: Path) -> None:
@@ -89,7 +132,7 @@ def train(env_id: str, seed: int, steps: int, path: Path) -> None:
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
     venv = VecNormalize(venv, gamma=settings["gamma"])
     model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
-    model.learn(steps, callback=PeriodicEvaluation(env_id, partial))
+    model.learn(steps, callback=PeriodicEvaluation(env_id, seed, partial))
     venv.close()
     partial.replace(path)
 
@@ -132,6 +175,8 @@ def main() -> None:
         f"score {statistics.fmean(scores):.1f} ± {spread:.1f} ({per_seed}), "
         f"max of mean {max_of_mean:.1f}"
     )
+    same = " ".join(f"{k}={v}" for k, v in trpo_equivalent(args.env_id).items())
+    print(f"trpo with the same trust region: --set {same}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,16 @@ agent and the sb3-contrib model; `check_matched` reads the settings back from th
 objects (layer sizes, activations, optimiser, normaliser, ...) and stops on any difference.
 Each repeat r trains both with seed r, in alternating order (A B, B A, ...), timing only the
 `learn()` call: no periodic evaluation, no TensorBoard, no run directory, no callbacks, one
-torch thread. Each trained policy is then evaluated the same way: 10 deterministic episodes
-from reset seeds 1_000_000 + i, frozen observation statistics, raw returns.
+torch thread. Each trained policy is then evaluated the same way, trpo's trainer's way: 10
+deterministic episodes from reset seeds r + EVAL_SEED_OFFSET + i, frozen observation
+statistics, raw returns.
+
+The trust region is matched on the KL each library bounds. trpo runs as shipped
+(`kl_scale="joint"`: δ bounds the KL of the whole action). sb3-contrib's Gaussian and
+Bernoulli KL is a mean over the A action coordinates, the joint KL / A, so for Box and
+MultiBinary actions it is given target_kl = δ/A and cg_damping = λ/A: the same update
+(tests/test_sb3_equivalence.py). Giving it δ and λ unchanged would run sb3 with a trust
+region A times wider than trpo's (3× on Hopper). Discrete actions have A = 1.
 
 Also measured: the raw throughput of the same vector env (Gymnasium SyncVectorEnv with
 n_envs copies, random actions), the ceiling a trainer's steps/s can approach, and where
@@ -49,13 +57,16 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
 from trpo import TRPO
+from trpo.config import Config
 from trpo.envs import env_factory, make_vector_env
-from trpo.policies import ACTIVATIONS
+from trpo.evaluate import EVAL_SEED_OFFSET
 from trpo.metrics import IterationStats
+from trpo.policies import ACTIVATIONS, action_dims
+from trpo.update import trust_region
 
 EVAL_EPISODES = 10
-EVAL_SEED = 1_000_000
-"""Evaluation episode i starts from reset(seed=EVAL_SEED + i), for both libraries."""
+"""Evaluation episode i of a run with seed r starts from reset(seed=r + EVAL_SEED_OFFSET + i),
+for both libraries, as trpo's trainer evaluates."""
 ADAM_EPS = 1e-8
 """torch.optim.Adam's default, which trpo's value optimiser uses (sb3's default is 1e-5)."""
 SB3_KL_DIRECTION = "new_old"
@@ -69,6 +80,7 @@ BASE: dict[str, Any] = {
     "activation": "tanh",
     "log_std_init": 0.0,
     "max_kl": 0.01,
+    "kl_scale": "joint",
     "kl_direction": SB3_KL_DIRECTION,
     "cg_iters": 10,
     "cg_residual_tol": 1e-10,
@@ -108,8 +120,21 @@ def make_trpo(m: dict[str, Any]) -> TRPO:
     return TRPO(m["env_id"], **m, eval_every=0, tensorboard=False)
 
 
+def sb3_trust_region(m: dict[str, Any]) -> tuple[float, float]:
+    """sb3-contrib's (target_kl, cg_damping) for trpo's settings ``m``: the (δ, λ) trpo's
+    update uses on the joint KL (`trpo.update.trust_region`), divided by the A coordinates
+    sb3 averages its KL over."""
+    env = gym.make(m["env_id"])
+    dims = action_dims(env.action_space)
+    env.close()
+    config = Config(max_kl=m["max_kl"], damping=m["damping"], kl_scale=m["kl_scale"])
+    max_kl, damping = trust_region(config, dims)
+    return max_kl / dims, damping / dims
+
+
 def sb3_kwargs(m: dict[str, Any]) -> dict[str, Any]:
     """sb3-contrib TRPO constructor arguments for the matched settings ``m``."""
+    target_kl, cg_damping = sb3_trust_region(m)
     return {
         "policy": "MlpPolicy",
         "n_steps": m["steps_per_iter"] // m["n_envs"],  # sb3 counts steps per env
@@ -118,12 +143,12 @@ def sb3_kwargs(m: dict[str, Any]) -> dict[str, Any]:
         "gamma": m["gamma"],
         "gae_lambda": m["gae_lambda"],
         "cg_max_steps": m["cg_iters"],
-        "cg_damping": m["damping"],
+        "cg_damping": cg_damping,
         "line_search_shrinking_factor": m["backtrack_coef"],
         "line_search_max_iter": m["backtrack_iters"],
         "n_critic_updates": m["value_epochs"],
         "normalize_advantage": m["normalize_advantages"],
-        "target_kl": m["max_kl"],
+        "target_kl": target_kl,
         "sub_sampling_factor": 1,
         "policy_kwargs": {
             "net_arch": {"pi": list(m["policy_hidden"]), "vf": list(m["value_hidden"])},
@@ -165,9 +190,15 @@ def log_std(policy: nn.Module) -> list[float] | None:
     return None if value is None else value.detach().tolist()
 
 
+def rounded(values: tuple[float, ...]) -> tuple[float, ...]:
+    """To 12 significant digits: δ/A·A need not give δ back to the last bit."""
+    return tuple(float(f"{v:.12g}") for v in values)
+
+
 def check_matched(agent: TRPO, model: SB3TRPO) -> None:
     """Read each matched setting back from the two built objects; raise on a difference."""
     c, policy, venv = agent.config, model.policy, model.get_env()
+    sb3_dims = action_dims(model.action_space)  # sb3's KL is the joint KL / sb3_dims
     cg_tol = inspect.signature(conjugate_gradient_solver).parameters["residual_tol"].default
     pairs = [
         ("env_id", c.env_id, venv.get_attr("spec")[0].id),
@@ -190,11 +221,14 @@ def check_matched(agent: TRPO, model: SB3TRPO) -> None:
         ),
         ("initial log std", log_std(agent.policy), log_std(policy)),
         ("orthogonal init", True, policy.ortho_init),
-        ("max_kl", c.max_kl, model.target_kl),
+        (
+            "trust region (δ, λ) on the joint KL",
+            rounded(trust_region(c, action_dims(agent.action_space))),
+            rounded((model.target_kl * sb3_dims, model.cg_damping * sb3_dims)),
+        ),
         ("kl_direction", c.kl_direction, SB3_KL_DIRECTION),
         ("cg_iters", c.cg_iters, model.cg_max_steps),
         ("cg_residual_tol", c.cg_residual_tol, cg_tol),
-        ("damping", c.damping, model.cg_damping),
         ("backtrack_coef", c.backtrack_coef, model.line_search_shrinking_factor),
         ("backtrack_iters", c.backtrack_iters, model.line_search_max_iter),
         ("value_epochs", c.value_epochs, model.n_critic_updates),
@@ -235,7 +269,7 @@ def run_trpo(m: dict[str, Any], steps: int) -> dict[str, Any]:
             phases[phase] += getattr(stats, f"{phase}_sec")
 
     wall = timed(lambda: agent.learn(steps, callback=add))
-    returns = agent.evaluate(EVAL_EPISODES, seed=EVAL_SEED).returns
+    returns = agent.evaluate(EVAL_EPISODES).returns  # from seed + EVAL_SEED_OFFSET
     agent.close()
     return {"wall_s": wall, "steps": agent.steps, "eval_returns": returns, "phases_s": phases}
 
@@ -244,19 +278,20 @@ def run_sb3(m: dict[str, Any], steps: int) -> dict[str, Any]:
     model = make_sb3(m)
     torch.set_num_threads(m["torch_threads"])
     wall = timed(lambda: model.learn(steps))
-    returns = evaluate_sb3(model, m["env_id"])
+    returns = evaluate_sb3(model, m["env_id"], m["seed"])
     model.get_env().close()
     return {"wall_s": wall, "steps": model.num_timesteps, "eval_returns": returns}
 
 
-def evaluate_sb3(model: SB3TRPO, env_id: str) -> list[float]:
-    """trpo's evaluation for sb3: deterministic actions, frozen statistics (`normalize_obs`
+def evaluate_sb3(model: SB3TRPO, env_id: str, seed: int) -> list[float]:
+    """trpo's evaluation for sb3 trained with ``seed``: episode i from reset seed
+    seed + EVAL_SEED_OFFSET + i, deterministic actions, frozen statistics (`normalize_obs`
     reads them without updating them), raw returns."""
     normalizer = model.get_env()
     env = gym.make(env_id)
     returns = []
     for i in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + i)
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + i)
         total, done = 0.0, False
         while not done:
             action, _ = model.predict(normalizer.normalize_obs(obs[None]), deterministic=True)

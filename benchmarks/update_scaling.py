@@ -19,7 +19,7 @@ import torch
 
 from trpo.config import Config
 from trpo.functional import flat_grad
-from trpo.policies import MLPPolicy
+from trpo.policies import MLPPolicy, action_dims
 from trpo.update import fisher_product, policy_step
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper-v5
@@ -47,6 +47,7 @@ def measure(width: int, batch: int, repeats: int, fvp_subsample: float) -> dict[
         old_log_probs = old.log_prob(actions)
     advantages = torch.randn(batch)
     config = Config(fvp_subsample=fvp_subsample)
+    dims = action_dims(action_space)
 
     def gradient() -> torch.Tensor:
         dist = policy(obs)
@@ -58,7 +59,7 @@ def measure(width: int, batch: int, repeats: int, fvp_subsample: float) -> dict[
     theta = [p.detach().clone() for p in params]
 
     def update() -> None:
-        policy_step(policy, obs, actions, advantages, old_log_probs, config)
+        policy_step(policy, obs, actions, advantages, old_log_probs, config, dims)
         with torch.no_grad():
             for p, t in zip(params, theta, strict=True):
                 p.copy_(t)

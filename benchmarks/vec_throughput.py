@@ -50,7 +50,9 @@ def raw_rate(env_id: str, n_envs: int, vec: str, seconds: float, repeats: int) -
 def rollout_rate(env_id: str, n_envs: int, vec: str, seconds: float, repeats: int) -> float:
     agent = TRPO(env_id, n_envs=n_envs, vec=vec, steps_per_iter=64 * n_envs, eval_every=0)
     try:
-        return steps_per_second(lambda: agent.trainer.collector.collect(64).n_transitions, seconds, repeats)
+        return steps_per_second(
+            lambda: agent.trainer.collector.collect(64).n_transitions, seconds, repeats
+        )
     finally:
         agent.close()
 

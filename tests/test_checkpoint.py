@@ -20,8 +20,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
-from trpo.checkpoint import FORMAT_VERSION, CheckpointError
 from trpo import TRPO
+from trpo.checkpoint import FORMAT_VERSION, CheckpointError
 
 TINY = {"n_envs": 2, "steps_per_iter": 256, "eval_every": 0}
 
@@ -107,7 +107,9 @@ def test_predict_depends_on_the_restored_normaliser(cartpole):
     loaded = TRPO.load(path)
     mean, var, count = normalizer_state(loaded)
 
-    loaded.agent.normalizer.set_stats(type(loaded.agent.normalizer.stats)(mean + 1.0, var * 4.0, count))
+    loaded.agent.normalizer.set_stats(
+        type(loaded.agent.normalizer.stats)(mean + 1.0, var * 4.0, count)
+    )
 
     assert not np.array_equal(loaded.predict(obs), agent.predict(obs))
     loaded.close()
@@ -119,7 +121,9 @@ def test_load_restores_counters_statistics_optimizer_and_config(cartpole):
     loaded = TRPO.load(path)
 
     assert (loaded.trainer.iteration, loaded.steps) == (2, 512)
-    assert loaded.trainer.episodes == agent.trainer.episodes > 10  # CartPole episodes are short at first
+    assert (
+        loaded.trainer.episodes == agent.trainer.episodes > 10
+    )  # CartPole episodes are short at first
     assert loaded.config == agent.config
     assert loaded.config.seed == 3 and loaded.config.steps_per_iter == 256
     mean, var, count = normalizer_state(loaded)
@@ -130,7 +134,10 @@ def test_load_restores_counters_statistics_optimizer_and_config(cartpole):
     assert_same_tensors(state_tensors(loaded.policy), state_tensors(agent.policy))
     assert_same_tensors(state_tensors(loaded.value_fn), state_tensors(agent.value_fn))
 
-    want, got = agent.trainer.value_optimizer.state_dict(), loaded.trainer.value_optimizer.state_dict()
+    want, got = (
+        agent.trainer.value_optimizer.state_dict(),
+        loaded.trainer.value_optimizer.state_dict(),
+    )
     # JSON gives the betas back as a list; Adam only unpacks them.
     groups = [{**g, "betas": tuple(g["betas"])} for g in got["param_groups"]]
     assert groups == want["param_groups"]

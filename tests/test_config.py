@@ -45,6 +45,7 @@ def test_config_is_frozen():
         pytest.param({"damping": -0.1}, ["damping", "-0.1"], id="damping<0"),
         pytest.param({"policy_hidden": (64, 0)}, ["policy_hidden", "(64, 0)"], id="hidden-0"),
         pytest.param({"activation": "gelu"}, ["activation", "'gelu'"], id="activation=gelu"),
+        pytest.param({"kl_scale": "mean"}, ["kl_scale", "joint, per_dim", "'mean'"], id="kl_scale"),
     ],
 )
 def test_bad_values_raise_config_error_naming_field_and_value(changes, expected_fragments):

@@ -17,6 +17,7 @@ from trpo.policies import (
     MLPPolicy,
     MLPValue,
     UnsupportedSpaceError,
+    action_dims,
     action_kind,
     mean_kl,
     mlp,
@@ -285,6 +286,24 @@ def test_action_kind_refuses_integer_box_naming_it():
 
 def test_unsupported_space_error_is_a_value_error():
     assert issubclass(UnsupportedSpaceError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "space, dims",
+    [
+        (gym.spaces.Box(-1.0, 1.0, (6,)), 6),
+        (gym.spaces.Box(-1.0, 1.0, (2, 3)), 6),
+        (gym.spaces.MultiBinary(5), 5),
+        (gym.spaces.MultiBinary([2, 3]), 6),
+        (gym.spaces.Discrete(4), 1),
+        (gym.spaces.MultiDiscrete([3, 4, 5]), 1),
+    ],
+    ids=["box", "box-2d", "multibinary", "multibinary-2d", "discrete", "multidiscrete"],
+)
+def test_action_dims_counts_the_coordinates_sb3_averages_the_kl_over(space, dims):
+    # Gaussian and Bernoulli coordinates are averaged by sb3-contrib; categoricals are one
+    # KL each and MultiDiscrete's are summed, so per_dim leaves them joint.
+    assert action_dims(space) == dims
 
 
 # ---------------------------------------------------------------------------------------

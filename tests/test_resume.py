@@ -52,7 +52,9 @@ def test_resumed_run_is_bit_identical(env_id, tmp_path):
         resumed.trainer.episodes,
         resumed.evaluations,
     )
-    np.testing.assert_array_equal(whole.agent.normalizer.stats.mean, resumed.agent.normalizer.stats.mean)
+    np.testing.assert_array_equal(
+        whole.agent.normalizer.stats.mean, resumed.agent.normalizer.stats.mean
+    )
     whole.close(), resumed.close()
 
 
@@ -72,7 +74,10 @@ def test_resume_is_bit_identical_in_either_obs_norm_update_mode(mode, tmp_path):
     for a, b in zip(parameters(whole), parameters(resumed), strict=True):
         assert torch.equal(a, b)
     for moment in ("mean", "var", "count"):
-        a, b = getattr(whole.agent.normalizer.stats, moment), getattr(resumed.agent.normalizer.stats, moment)
+        a, b = (
+            getattr(whole.agent.normalizer.stats, moment),
+            getattr(resumed.agent.normalizer.stats, moment),
+        )
         np.testing.assert_array_equal(a, b)
 
 

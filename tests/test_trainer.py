@@ -64,7 +64,9 @@ def test_every_supported_space_trains_evaluates_and_predicts(name):
 def test_box_actions_are_clipped_only_when_sent_to_the_env():
     space = gym.spaces.Box(-0.01, 0.01, (2,), np.float32)
     agent = TRPO(lambda: SpaceEnv(gym.spaces.Box(-1, 1, (2,), np.float32), space), **TINY)
-    batch = agent.trainer.collector.collect(64)  # SpaceEnv asserts every action it gets is in bounds
+    batch = agent.trainer.collector.collect(
+        64
+    )  # SpaceEnv asserts every action it gets is in bounds
     assert np.abs(batch.actions).max() > 0.01  # the batch keeps the unclipped samples
 
 

@@ -9,7 +9,9 @@ from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector
 
 from trpo import TRPO, update
+from trpo.config import Config
 from trpo.functional import flat_grad, normalize
+from trpo.policies import action_dims
 from trpo.update import policy_step
 
 ENVS = ["CartPole-v1", "Pendulum-v1"]
@@ -25,12 +27,18 @@ def real_batch(env_id: str, seed: int = 0, **settings):
     return agent, obs, actions, normalize(advantages), old_log_probs
 
 
+def step(agent, obs, actions, advantages, old_log_probs):
+    """`policy_step` on the agent's policy as the trainer calls it."""
+    dims = action_dims(agent.action_space)
+    return policy_step(agent.policy, obs, actions, advantages, old_log_probs, agent.config, dims)
+
+
 @pytest.mark.parametrize("env_id", ENVS)
 @pytest.mark.parametrize("direction", ["old_new", "new_old"])
 def test_accepted_step_stays_within_the_kl_bound(env_id, direction):
     agent, obs, actions, adv, old_lp = real_batch(env_id, kl_direction=direction)
     old_policy = copy.deepcopy(agent.policy)
-    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    stats = step(agent, obs, actions, adv, old_lp)
 
     assert stats.accepted
     with torch.no_grad():
@@ -46,7 +54,7 @@ def test_well_conditioned_batch_takes_the_full_step(env_id):
     # At a fresh policy the quadratic model of the KL is accurate, so the full step
     # sqrt(2δ / xᵀHx)·x lands close to the bound: no backtracking, KL in [δ/2, δ].
     agent, obs, actions, adv, old_lp = real_batch(env_id)
-    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    stats = step(agent, obs, actions, adv, old_lp)
     delta = agent.config.max_kl
     assert stats.accepted and stats.backtracks == 0
     assert 0.5 * delta <= stats.kl <= delta
@@ -63,7 +71,7 @@ def test_rejected_line_search_restores_theta_k(monkeypatch):
     monkeypatch.setattr(update, "backtracking_line_search", never_improving)
     agent, obs, actions, adv, old_lp = real_batch("CartPole-v1")
     theta = parameters_to_vector(agent.policy.parameters()).clone()
-    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    stats = step(agent, obs, actions, adv, old_lp)
     assert not stats.accepted
     assert stats.backtracks == agent.config.backtrack_iters
     assert stats.kl == 0.0 and stats.expected_improvement == 0.0
@@ -75,7 +83,7 @@ def test_npg_and_trpo_share_the_direction():
     for algo in ("trpo", "npg"):
         agent, obs, actions, adv, old_lp = real_batch("Pendulum-v1", algo=algo)
         before = parameters_to_vector(agent.policy.parameters()).clone()
-        stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+        stats = step(agent, obs, actions, adv, old_lp)
         steps[algo] = (parameters_to_vector(agent.policy.parameters()) - before, stats)
     trpo_step, trpo_stats = steps["trpo"]
     npg_step, _ = steps["npg"]
@@ -91,7 +99,7 @@ def test_kl_penalty_takes_the_cg_direction_divided_by_c():
             "Pendulum-v1", algo=algo, kl_penalty_coef=coef
         )
         before = parameters_to_vector(agent.policy.parameters()).clone()
-        policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+        step(agent, obs, actions, adv, old_lp)
         steps[algo, coef] = parameters_to_vector(agent.policy.parameters()) - before
     npg, penalty = steps["npg", 1.0], steps["kl_penalty", 1.0]
     scale = torch.dot(penalty, npg) / torch.dot(npg, npg)
@@ -105,8 +113,8 @@ def test_fvp_subsample_keeps_the_trust_region():
     # still checks the exact KL on the whole batch.
     full_agent, obs, actions, adv, old_lp = real_batch("Pendulum-v1")
     agent, *_ = real_batch("Pendulum-v1", fvp_subsample=0.25)
-    full = policy_step(full_agent.policy, obs, actions, adv, old_lp, full_agent.config)
-    sub = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    full = step(full_agent, obs, actions, adv, old_lp)
+    sub = step(agent, obs, actions, adv, old_lp)
     assert sub.accepted and sub.kl <= agent.config.max_kl
     assert sub.cg_residual != full.cg_residual
 
@@ -141,7 +149,7 @@ def test_vpg_is_a_plain_gradient_step():
     before = parameters_to_vector(params).clone()
     surrogate = (torch.exp(agent.policy(obs).log_prob(actions) - old_lp) * adv).mean()
     gradient = flat_grad(surrogate, params)
-    policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    step(agent, obs, actions, adv, old_lp)
     torch.testing.assert_close(parameters_to_vector(params) - before, 0.1 * gradient)
 
 
@@ -150,6 +158,30 @@ def test_non_finite_gradient_is_rejected_and_parameters_kept():
     theta = parameters_to_vector(agent.policy.parameters()).clone()
     adv = adv.clone()
     adv[0] = float("nan")
-    stats = policy_step(agent.policy, obs, actions, adv, old_lp, agent.config)
+    stats = step(agent, obs, actions, adv, old_lp)
     assert stats.nonfinite and not stats.accepted
     assert torch.equal(parameters_to_vector(agent.policy.parameters()), theta)
+
+
+def test_per_dim_scale_is_the_joint_step_with_a_times_delta_and_lambda():
+    # kl_scale="per_dim" states δ and λ per action dimension: on Reacher-v5 (A = 2) it takes
+    # the step of kl_scale="joint" with max_kl·A and damping·A, bit for bit.
+    per_dim, obs, actions, adv, old_lp = real_batch("Reacher-v5", kl_scale="per_dim")
+    dims = action_dims(per_dim.action_space)
+    joint, *_ = real_batch("Reacher-v5", max_kl=0.01 * dims, damping=0.1 * dims)
+    assert dims == 2 and (per_dim.config.max_kl, per_dim.config.damping) == (0.01, 0.1)
+    per_dim_stats = step(per_dim, obs, actions, adv, old_lp)
+    joint_stats = step(joint, obs, actions, adv, old_lp)
+
+    assert per_dim_stats == joint_stats and per_dim_stats.accepted
+    for a, b in zip(per_dim.policy.parameters(), joint.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert per_dim_stats.kl_per_dim == per_dim_stats.kl / dims
+    assert 0.5 * 0.01 <= per_dim_stats.kl_per_dim <= 0.01  # the full step, as stated per dim
+
+
+def test_trust_region_scales_only_with_per_dim():
+    config = Config(max_kl=0.02, damping=0.1)
+    assert update.trust_region(config, 6) == (0.02, 0.1)
+    assert update.trust_region(config.replace(kl_scale="per_dim"), 6) == (0.02 * 6, 0.1 * 6)
+    assert update.trust_region(config.replace(kl_scale="per_dim"), 1) == (0.02, 0.1)

@@ -44,7 +44,8 @@ class AlgoSummary:
     """Mean over runs of the largest fall of the training return from one iteration to
     the next."""
     kl_over_bound: float
-    """Fraction of all iterations whose exact KL after the step exceeded max_kl."""
+    """Fraction of all iterations whose exact KL after the step exceeded max_kl (the KL per
+    action dimension with `kl_scale="per_dim"`)."""
     backtracked_or_rejected: float
     """Fraction of iterations whose line search shortened or refused the step (NaN
     without a line search, i.e. for vpg and npg)."""
@@ -66,7 +67,14 @@ def largest_drop(returns: np.ndarray) -> float:
     return float(max(falls.max(), 0.0)) if falls.size else 0.0
 
 
-def summarize(algo: str, runs: list[list[dict[str, float]]], max_kl: float) -> AlgoSummary:
+def bounded_kl(config: Config) -> str:
+    """The metrics column that max_kl bounds: `kl_per_dim` with `kl_scale="per_dim"`."""
+    return "kl_per_dim" if config.kl_scale == "per_dim" else "kl"
+
+
+def summarize(
+    algo: str, runs: list[list[dict[str, float]]], max_kl: float, kl_column: str = "kl"
+) -> AlgoSummary:
     scores = [run_score(rows) for rows in runs]
     rows = [row for run in runs for row in run]
     if algo == "trpo":
@@ -80,7 +88,7 @@ def summarize(algo: str, runs: list[list[dict[str, float]]], max_kl: float) -> A
         final_return=float(np.mean(scores)),
         final_return_std=float(np.std(scores)),
         largest_drop=float(np.mean([largest_drop(filled_returns(run)) for run in runs])),
-        kl_over_bound=float(np.mean([row["kl"] > max_kl for row in rows])),
+        kl_over_bound=float(np.mean([row[kl_column] > max_kl for row in rows])),
         backtracked_or_rejected=backtracked,
     )
 
@@ -112,7 +120,10 @@ def write_report(out: Path, cells: list[Cell], command: str) -> list[AlgoSummary
     for cell in cells:
         runs.setdefault(cell.config.algo, []).append(read_metrics(cell.run_dir / METRICS_FILE))
     config = cells[0].config
-    summaries = [summarize(algo, algo_runs, config.max_kl) for algo, algo_runs in runs.items()]
+    summaries = [
+        summarize(algo, algo_runs, config.max_kl, bounded_kl(config))
+        for algo, algo_runs in runs.items()
+    ]
     table = markdown_table(summaries, config.max_kl)
     (out / "summary.md").write_text(
         f"# {config.env_id}: {', '.join(runs)} over {len(cells) // len(runs)} seeds, "
@@ -142,7 +153,7 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
         style = {"linestyle": "--", "zorder": 3} if algo == "npg" else {}
         plot_band(ax_r, steps, returns, colour, algo, **style)
         for seed_index, run in enumerate(algo_runs):
-            kl = np.array([row["kl"] for row in run])
+            kl = np.array([row[bounded_kl(config)] for row in run])
             kl_steps = np.array([row["steps"] for row in run])
             shown = kl > 0  # a refused step has KL 0, which a log scale cannot show
             ax_k.plot(
@@ -158,7 +169,8 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
     ax_k.set_yscale("log")
     ax_r.set(xlabel="environment steps", ylabel="training episode return")
     ax_r.set_title(f"{config.env_id}: mean ± std over seeds")
-    ax_k.set(xlabel="environment steps", ylabel="KL between consecutive policies")
+    per_dim = " per action dimension" if config.kl_scale == "per_dim" else ""
+    ax_k.set(xlabel="environment steps", ylabel=f"KL between consecutive policies{per_dim}")
     ax_k.set_title(f"{config.env_id}: exact KL after each step, one line per seed")
     for fig, ax, name in ((fig_r, ax_r, "returns.png"), (fig_k, ax_k, "kl.png")):
         ax.grid(alpha=0.3)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 Algo = Literal["vpg", "npg", "kl_penalty", "trpo"]
 """From the plain gradient step to the trust region, the order in which they compare."""
 KLDirection = Literal["old_new", "new_old"]
+KLScale = Literal["joint", "per_dim"]
 StatsUpdate = Literal["step", "iteration"]
 """When running normalisation statistics take in new data: every env step or every batch."""
 
@@ -83,6 +84,15 @@ class Config:
     damping: float = 0.1
     """λ in H = F + λI, used by conjugate gradient and in the step size. Raise it if
     CG residuals stay large or steps are rejected often."""
+    kl_scale: KLScale = "joint"
+    """What δ (`max_kl`) and λ (`damping`) are stated for. `joint` (the paper's): the KL of
+    the whole action distribution. `per_dim`: one action dimension; the update uses δ·A and
+    λ·A, A = `trpo.policies.action_dims` of the action space (Box: its size, MultiBinary:
+    its bits, Discrete and MultiDiscrete: 1). `per_dim` with max_kl=δ, damping=λ is
+    sb3-contrib's TRPO with target_kl=δ, cg_damping=λ, whose KL is averaged over Gaussian
+    and Bernoulli coordinates. Pick `per_dim` to reuse sb3-contrib / rl-zoo settings, or one
+    δ across envs with different action sizes (a factorised policy's joint KL grows with A
+    for the same change per coordinate); `joint` for the paper's δ."""
     fvp_subsample: float = 1.0
     """Fraction of the batch's states on which the Fisher-vector products are computed
     (1.0: all). Smaller is faster per CG iteration but changes the algorithm: opt-in."""
@@ -278,6 +288,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
     for name, allowed in (
         ("algo", typing.get_args(Algo)),
         ("kl_direction", typing.get_args(KLDirection)),
+        ("kl_scale", typing.get_args(KLScale)),
         ("obs_norm_update", typing.get_args(StatsUpdate)),
         ("reward_norm_update", typing.get_args(StatsUpdate)),
         ("vec", ("sync", "async", "envpool")),

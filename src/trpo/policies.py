@@ -231,6 +231,21 @@ def action_kind(space: gym.Space) -> str:
     )
 
 
+def action_dims(space: gym.Space) -> int:
+    """A, the action dimensions a `kl_scale="per_dim"` δ and λ are stated for: the
+    coordinates of a factorised distribution over which sb3-contrib averages the KL.
+
+    Box: prod(shape), one Gaussian per coordinate; MultiBinary: prod(n), one Bernoulli per
+    bit. Discrete and MultiDiscrete: 1. A Discrete action is one categorical, and
+    sb3-contrib sums, not averages, a MultiDiscrete action's categorical KLs, so its
+    target_kl bounds their joint KL; A = 1 keeps `per_dim` equal to sb3-contrib's settings
+    on every space. From the space alone, so it holds for a policy module of your own."""
+    kind = action_kind(space)
+    if kind in ("box", "multibinary"):
+        return int(np.prod(space.shape))
+    return 1
+
+
 def mean_kl(old: Distribution, new: Distribution, direction: str) -> Tensor:
     """Mean over states of KL(old ‖ new) (``direction='old_new'``, the paper's constraint)
     or KL(new ‖ old) (``'new_old'``)."""

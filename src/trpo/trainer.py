@@ -30,6 +30,7 @@ from trpo.config import Config, ConfigError
 from trpo.functional import gae, normalize
 from trpo.metrics import IterationStats
 from trpo.normalization import RewardScaler
+from trpo.policies import action_dims
 from trpo.reproducibility import aligned_tensor, seeded_generator
 from trpo.rollout import Batch, RolloutCollector
 from trpo.update import StepStats, ValueStats, fit_value, policy_step
@@ -150,6 +151,7 @@ class Trainer:
             advantages,
             old_log_probs,
             self.config,
+            action_dims(self.agent.action_space),  # A of kl_scale="per_dim"
             self.generators["fisher"],
         )
         if self.learner_policy is not self.agent.policy:

@@ -9,6 +9,9 @@ value-function fit. Paper: Schulman et al., "Trust Region Policy Optimization", 
     kl_penalty: θ = θk + x / C         (maximises the quadratic model of L − C·KL; the
                                         theory's penalised form, its KL is not bounded)
     vpg:  θ = θk + lr · g              (plain gradient ascent)
+
+δ and λ are `max_kl` and `damping`, or A times them with `kl_scale="per_dim"` (A action
+dimensions, `trust_region`): sb3-contrib's KL is a mean over the action's coordinates too.
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ class StepStats:
     """False when the step was rejected and θk kept (line search failed or non-finite)."""
     backtracks: int
     kl: float
-    """Exact mean KL between θk and the new policy, in the configured direction."""
+    """Exact mean joint KL between θk and the new policy, in the configured direction
+    (bounded by max_kl·A with `kl_scale="per_dim"`)."""
+    kl_per_dim: float
+    """kl / A, A the action dimensions (`trpo.policies.action_dims`): the KL sb3-contrib
+    reports and bounds by target_kl (bounded by max_kl with `kl_scale="per_dim"`)."""
     expected_improvement: float
     """g · (θ − θk): the linear model's surrogate improvement for the step taken."""
     surrogate_improvement: float
@@ -62,10 +69,13 @@ def policy_step(
     advantages: Tensor,
     old_log_probs: Tensor,
     config: Config,
+    action_dims: int,
     generator: torch.Generator | None = None,
 ) -> StepStats:
     """One policy update on a batch; changes ``policy``'s parameters in place.
+    ``action_dims`` is A = `trpo.policies.action_dims(action_space)` (see `trust_region`);
     ``generator`` draws the states of ``config.fvp_subsample`` (when below 1)."""
+    max_kl, damping = trust_region(config, action_dims)
     params = [p for p in policy.parameters() if p.requires_grad]
     theta_old = parameters_to_vector(params).detach()
     with torch.no_grad():
@@ -94,17 +104,15 @@ def policy_step(
         fisher_obs = obs
         if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
             n = obs.shape[0]
-            subset = torch.randperm(n, generator=generator)[
-                : max(1, round(config.fvp_subsample * n))
-            ]
-            fisher_obs = obs[subset.to(obs.device)]
-        fvp = fisher_product(policy, fisher_obs, params, config.damping)
+            kept = max(1, round(config.fvp_subsample * n))
+            fisher_obs = obs[torch.randperm(n, generator=generator)[:kept].to(obs.device)]
+        fvp = fisher_product(policy, fisher_obs, params, damping)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":
             step = x / config.kl_penalty_coef
         else:
-            step = torch.sqrt(2 * config.max_kl / torch.dot(x, hx)) * x
+            step = torch.sqrt(2 * max_kl / torch.dot(x, hx)) * x
         cg_residual, cg_iterations = float(torch.sum((hx - g) ** 2)), cg.iterations
 
     nonfinite = not bool(torch.isfinite(g).all() and torch.isfinite(step).all())
@@ -112,7 +120,7 @@ def policy_step(
         accepted, backtracks, improvement, kl = False, 0, 0.0, 0.0
     elif config.algo == "trpo":
         search = backtracking_line_search(
-            evaluate, theta_old, step, config.max_kl, config.backtrack_coef, config.backtrack_iters
+            evaluate, theta_old, step, max_kl, config.backtrack_coef, config.backtrack_iters
         )
         accepted, backtracks = search.accepted, search.backtracks
         improvement, kl = search.improvement, search.kl
@@ -126,6 +134,7 @@ def policy_step(
         accepted=accepted,
         backtracks=backtracks,
         kl=kl,
+        kl_per_dim=kl / action_dims,
         expected_improvement=float(torch.dot(g, step)) if accepted else 0.0,
         surrogate_improvement=improvement,
         cg_residual=cg_residual,
@@ -134,6 +143,15 @@ def policy_step(
         grad_norm=float(g.norm()),
         nonfinite=nonfinite,
     )
+
+
+def trust_region(config: Config, action_dims: int) -> tuple[float, float]:
+    """(δ, λ) the step uses: (max_kl, damping) with `kl_scale="joint"`; A times both with
+    `kl_scale="per_dim"`, A = ``action_dims``. sb3-contrib's Gaussian and Bernoulli KL is
+    a mean over B·A coordinates, KL/A, so it solves (F/A + λI) x = g and bounds KL/A ≤ δ:
+    the same step as (F + AλI) x = g with KL ≤ Aδ. (`kl_penalty_coef` stays joint.)"""
+    scale = action_dims if config.kl_scale == "per_dim" else 1
+    return config.max_kl * scale, config.damping * scale
 
 
 def fisher_product(

@@ -1,0 +1,165 @@
+"""One sb3-contrib TRPO update is one trpo `policy_step` with ``kl_scale="per_dim"``.
+
+sb3-contrib's diagonal Gaussian is a plain ``Normal(mean, std)``: its KL has shape [B, A]
+and its TRPO takes the mean over B·A, for the Fisher and in the line search alike, while
+log π is summed over the A dimensions. So it solves (F/A + λI) x = g and bounds KL/A ≤ δ,
+the step of trpo with δ·A and λ·A. Here sb3-contrib collects one Hopper-v5 rollout (A = 3),
+its weights at that moment are copied into trpo's `MLPPolicy`, and both libraries update
+on the same observations, actions, old log-probabilities and advantages.
+"""
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("sb3_contrib")
+pytest.importorskip("mujoco")
+
+from sb3_contrib import TRPO as SB3TRPO  # noqa: E402
+from sb3_contrib.common import utils as sb3_utils  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+
+from trpo.config import Config  # noqa: E402
+from trpo.policies import MLPPolicy, action_dims  # noqa: E402
+from trpo.update import policy_step  # noqa: E402
+
+ENV_ID = "Hopper-v5"
+SB3_SETTINGS = {
+    "n_steps": 512,
+    "target_kl": 0.01,
+    "cg_damping": 0.1,
+    "cg_max_steps": 10,
+    "line_search_shrinking_factor": 0.8,
+    "line_search_max_iter": 10,
+    "n_critic_updates": 1,
+}
+
+
+class RecordBatch(BaseCallback):
+    """Keeps the rollout sb3 is about to train on and its policy's weights at that moment."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        self.batch = {
+            # sb3's policy casts observations to float32 (Hopper's are float64)
+            "obs": torch.as_tensor(buffer.observations).reshape(-1, buffer.obs_shape[0]).float(),
+            "actions": torch.as_tensor(buffer.actions).reshape(-1, buffer.action_dim),
+            "old_log_probs": torch.as_tensor(buffer.log_probs).reshape(-1),
+            "advantages": torch.as_tensor(buffer.advantages).reshape(-1),
+        }
+        self.weights = copy.deepcopy(self.model.policy.state_dict())
+
+
+class ZeroNoiseTorch:
+    """torch as sb3-contrib's CG module sees it, with ``randn_like`` giving zeros.
+
+    sb3-contrib starts conjugate gradient from x₀ = 1e-4 · randn instead of trpo's 0. On
+    this batch the noise moves sb3's step by 2.0e-5 of its length, four times the 5.1e-6
+    left by rounding once it is zero, and by another amount for another draw: a property
+    of sb3's CG start, not of the KL's scale, which this test is about. Zeroing it runs
+    sb3's own CG code from x₀ = 0; nothing else in sb3's update draws random numbers."""
+
+    randn_like = staticmethod(torch.zeros_like)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+TRPO_NAMES = {
+    "mlp_extractor.policy_net.0": "net.0",
+    "mlp_extractor.policy_net.2": "net.2",
+    "action_net": "net.4",
+}
+"""sb3's actor layers -> trpo's `MLPPolicy.net` layers (log_std keeps its name)."""
+
+
+def actor_state(sb3_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """sb3's actor parameters as an `MLPPolicy` state dict."""
+    state = {"log_std": sb3_state["log_std"].clone()}
+    for sb3_name, name in TRPO_NAMES.items():
+        for part in ("weight", "bias"):
+            state[f"{name}.{part}"] = sb3_state[f"{sb3_name}.{part}"].clone()
+    return state
+
+
+def flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([state[name].reshape(-1) for name in sorted(state)])
+
+
+@pytest.fixture(scope="module")
+def sb3_update():
+    """(model, batch, actor before, actor after, logged KL) of one sb3-contrib update."""
+    model = SB3TRPO("MlpPolicy", ENV_ID, seed=0, device="cpu", verbose=0, **SB3_SETTINGS)
+    recorder = RecordBatch()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sb3_utils, "th", ZeroNoiseTorch())
+        model.learn(SB3_SETTINGS["n_steps"], callback=recorder)  # one rollout, one train()
+    before = actor_state(recorder.weights)
+    after = actor_state(model.policy.state_dict())
+    model.get_env().close()
+    sb3_kl = model.logger.name_to_value["train/kl_divergence_loss"]  # its KL after the step
+    return model, recorder.batch, before, after, sb3_kl
+
+
+def trpo_update(model, batch, state_old, kl_scale):
+    """trpo's new actor parameters after one `policy_step` from sb3's weights."""
+    space = model.action_space  # Hopper's Box(-1, 1, (3,))
+    policy = MLPPolicy(batch["obs"].shape[1], space, (64, 64), "tanh", 0.0)
+    policy.load_state_dict(state_old)  # copies in place: each parameter keeps its storage
+    config = Config(
+        kl_scale=kl_scale,
+        max_kl=model.target_kl,
+        damping=model.cg_damping,
+        kl_direction="new_old",  # sb3 bounds KL(new ‖ old)
+        cg_iters=model.cg_max_steps,
+        backtrack_coef=model.line_search_shrinking_factor,
+        backtrack_iters=model.line_search_max_iter,
+    )
+    advantages = batch["advantages"]  # sb3's standardisation: sample std, + 1e-8
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    stats = policy_step(
+        policy,
+        batch["obs"],
+        batch["actions"],
+        advantages,
+        batch["old_log_probs"],
+        config,
+        action_dims(space),
+    )
+    return policy.state_dict(), stats
+
+
+def step_difference(sb3_update, kl_scale):
+    """‖Δθ_trpo − Δθ_sb3‖ / ‖Δθ_sb3‖ for one update from the same θk on the same batch."""
+    model, batch, before, after, _ = sb3_update
+    state, stats = trpo_update(model, batch, before, kl_scale)
+    sb3_step = flat(after) - flat(before)
+    return float((flat(state) - flat(after)).norm() / sb3_step.norm()), stats
+
+
+def test_sb3_takes_a_step(sb3_update):
+    _, batch, before, after, _ = sb3_update
+    assert batch["actions"].shape[1] == 3  # A > 1, or the factor A would not show
+    assert (flat(after) - flat(before)).norm() > 1e-3 * flat(before).norm()
+
+
+def test_per_dim_update_equals_sb3_contribs(sb3_update):
+    difference, stats = step_difference(sb3_update, "per_dim")
+    print(f"per_dim: relative step difference {difference:.2e}")
+    # Measured 5.1e-6 of the step's length (4e-7 of the largest parameter): float32
+    # rounding through 10 CG iterations, with room for other CPUs' rounding.
+    assert difference < 1e-4
+    assert stats.accepted and stats.kl_per_dim <= SB3_SETTINGS["target_kl"]
+    assert stats.kl_per_dim == pytest.approx(sb3_update[-1], rel=1e-4)  # what sb3 logs
+    assert stats.kl == pytest.approx(3 * stats.kl_per_dim)
+
+
+def test_joint_update_differs_from_sb3_contribs(sb3_update):
+    # The paper's joint KL with sb3's δ and λ takes a smaller, differently damped step.
+    difference, _ = step_difference(sb3_update, "joint")
+    print(f"joint: relative step difference {difference:.2e}")
+    assert difference > 0.1

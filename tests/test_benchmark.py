@@ -1,7 +1,8 @@
 """`trpo benchmark`: envs x seeds with presets, the results table and its metrics.
 
 End to end on CartPole-v1 and Pendulum-v1 with 2 envs x 256 steps per iteration,
-4 iterations per run and an evaluation every 2 iterations on 2 episodes.
+4 iterations per run and an evaluation every 2 iterations on 2 episodes; the normalised
+aggregate across envs on hand-made scores and fake metrics (no training).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import math
 import numpy as np
 import pytest
 
-from trpo.benchmark import evaluation_curves
+from trpo.benchmark import PROFILE_FILE, aggregate_scores, evaluation_curves, write_results
 from trpo.cli import main
+from trpo.config import Config
+from trpo.grid import Cell
+from trpo.logger import METRICS_FILE
+from trpo.reference_scores import anchors
 
 NAN = math.nan
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +44,10 @@ def test_benchmark_applies_presets_and_writes_results(tmp_path, capsys):
     pendulum = json.loads((out / "Pendulum-v1-s1" / "config.json").read_text())
     assert pendulum["gamma"] == 0.95  # its preset
     assert (pendulum["n_envs"], pendulum["seed"]) == (2, 1)  # --set and the seed range
-    results = {r["env_id"]: r for r in json.loads((out / "results.json").read_text())}
+    written = json.loads((out / "results.json").read_text())
+    assert written["aggregate"] is None  # neither env has a reference score
+    assert not (out / PROFILE_FILE).exists()
+    results = {r["env_id"]: r for r in written["envs"]}
     for result in results.values():
         assert result["seeds"] == [0, 1]
         assert result["score_mean"] == pytest.approx(np.mean(result["scores"]))
@@ -47,6 +55,7 @@ def test_benchmark_applies_presets_and_writes_results(tmp_path, capsys):
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         assert (out / f"{env_id}.png").read_bytes().startswith(PNG_MAGIC)
     assert "trpo benchmark CartPole-v1,Pendulum-v1" in (out / "results.md").read_text()
+    assert "IQM" not in (out / "results.md").read_text()
 
     assert main(argv) == 0
     assert "4 of 4 runs already finished: skipped" in capsys.readouterr().out
@@ -66,3 +75,93 @@ def test_benchmark_bad_input_is_one_clean_error(tmp_path, capsys, envs, message)
     err = capsys.readouterr().err.strip()
     assert err.startswith("trpo: error: ") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def raw(env_id: str, normalized: float) -> float:
+    """The raw score of ``env_id`` that normalises to ``normalized``."""
+    scores = anchors(env_id)
+    return scores.random + normalized * (scores.reference - scores.random)
+
+
+def test_aggregate_scores_normalises_and_pools_runs_of_envs_with_both_scores():
+    scores = {
+        "Hopper-v5": [raw("Hopper-v5", x) for x in (0.0, 0.5, 1.0)],
+        "Humanoid-v5": [600.0, 500.0, 700.0],  # a random score but no reference
+        "Walker2d-v5": [raw("Walker2d-v5", x) for x in (2.0, 0.25, 0.75)],
+        "Nope-v0": [1.0, 2.0, 3.0],
+    }
+    aggregate = aggregate_scores(scores, np.random.default_rng(0), reps=500, profile_reps=100)
+    assert aggregate.env_ids == ["Hopper-v5", "Walker2d-v5"] and aggregate.runs == [3, 3]
+    assert aggregate.left_out == ["Humanoid-v5", "Nope-v0"]
+    assert aggregate.provisional == ["Hopper-v5", "Walker2d-v5"]
+    np.testing.assert_allclose(aggregate.normalized, [[0, 2], [0.5, 0.25], [1, 0.75]], atol=1e-9)
+    # 6 values, int(1.5) = 1 trimmed from each end: mean of 0.25, 0.5, 0.75, 1.
+    assert aggregate.iqm == pytest.approx(0.625)
+    assert aggregate.mean == pytest.approx((0.5 + 1.0) / 2)
+    assert aggregate.iqm_ci[0] <= aggregate.iqm <= aggregate.iqm_ci[1]
+    assert aggregate.mean_ci[0] <= aggregate.mean <= aggregate.mean_ci[1]
+    taus = np.array(aggregate.taus)
+    assert (taus[0], taus[-1]) == (0.0, 2.0)  # from 0 to the highest score
+    at_1 = int(np.argmin(np.abs(taus - 1.0)))
+    assert aggregate.profile[at_1] == pytest.approx(1 / 6)  # only the 2.0 lies above 1
+    assert np.all(np.array(aggregate.profile_ci[0]) <= aggregate.profile)
+    assert np.all(np.array(aggregate.profile_ci[1]) >= aggregate.profile)
+
+
+def test_aggregate_scores_keeps_each_envs_run_count():
+    scores = {"Hopper-v5": [raw("Hopper-v5", x) for x in (0.2, 0.4, 0.9)], "Ant-v5": [273.0]}
+    aggregate = aggregate_scores(scores, np.random.default_rng(0), reps=200, profile_reps=50)
+    assert aggregate.runs == [3, 1]
+    np.testing.assert_allclose(aggregate.normalized, [[0.2, 1], [0.4, NAN], [0.9, NAN]])
+    assert aggregate.mean == pytest.approx((0.5 + 1.0) / 2)  # each env weighs the same
+    assert aggregate.iqm == pytest.approx(0.65)  # 4 values, 1 trimmed each end: 0.4, 0.9
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        {"Hopper-v5": [3000.0], "CartPole-v1": [500.0]},  # one env with a reference
+        {"Hopper-v5": [NAN, NAN], "Walker2d-v5": [4000.0]},  # one with a scored run
+    ],
+)
+def test_aggregate_scores_needs_two_envs(scores):
+    assert aggregate_scores(scores, np.random.default_rng(0)) is None
+
+
+def fake_cells(root, scores: dict[str, list[float]]) -> list[Cell]:
+    """One finished-looking run per score: metrics with 5 evaluations of that return."""
+    cells = []
+    for env_id, env_scores in scores.items():
+        for seed, score in enumerate(env_scores):
+            run_dir = root / f"{env_id}-s{seed}"
+            run_dir.mkdir(parents=True)
+            rows = "".join(f"{1000 * i},{score}\n" for i in range(1, 6))
+            (run_dir / METRICS_FILE).write_text(f"steps,eval_return\n{rows}")
+            cells.append(Cell(Config(env_id=env_id, seed=seed), run_dir))
+    return cells
+
+
+def test_write_results_adds_the_aggregate_and_its_profile(tmp_path):
+    scores = {
+        "Hopper-v5": [raw("Hopper-v5", x) for x in (0.8, 1.1)],
+        "Swimmer-v5": [raw("Swimmer-v5", x) for x in (0.5, 1.4)],
+        "Reacher-v5": [-4.0, -3.5],
+    }
+    results = write_results(tmp_path, fake_cells(tmp_path, scores), "trpo benchmark fake")
+    assert [r.env_id for r in results] == list(scores)
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert [r["env_id"] for r in written["envs"]] == list(scores)
+    assert written["envs"][0]["scores"] == pytest.approx(scores["Hopper-v5"])
+    aggregate = written["aggregate"]
+    assert aggregate["env_ids"] == ["Hopper-v5", "Swimmer-v5"]
+    assert aggregate["iqm"] == pytest.approx(0.95)  # 0.5, 0.8, 1.1, 1.4 less one each end
+    assert aggregate["mean"] == pytest.approx(0.95)
+    assert (tmp_path / PROFILE_FILE).read_bytes().startswith(PNG_MAGIC)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| Hopper-v5 | 5,000 | 2 |" in markdown  # the per-env table as before
+    assert (
+        f"| IQM | 0.95 | {aggregate['iqm_ci'][0]:.2f} to {aggregate['iqm_ci'][1]:.2f} |" in markdown
+    )
+    assert "Left out (no reference score): Reacher-v5." in markdown
+    assert f"![performance profile]({PROFILE_FILE})" in markdown
+    assert markdown.rstrip().endswith("Command: `trpo benchmark fake`")

@@ -9,6 +9,7 @@ on machines whose MKL depends on alignment, that the check can fail.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def update_bits(odd: bool) -> list[torch.Tensor]:
         actions, old_log_probs = policy.sample(obs, generator)
     advantages = torch.randn(256, generator=generator)
     targets = torch.randn(256, generator=generator)
-    policy_step(policy, obs, actions, advantages, old_log_probs, Config(max_kl=0.05))
+    policy_step(policy, obs, actions, advantages, old_log_probs, Config(max_kl=0.05), 3)
     optimizer = torch.optim.Adam(value.parameters(), lr=1e-3, fused=True)
     fit_value(value, optimizer, obs, targets, targets * 0.5, 2, 64, generator)
     return [p.detach().clone() for p in [*policy.parameters(), *value.parameters()]]
@@ -72,6 +73,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@functools.cache
 def _machine_depends_on_alignment() -> bool:
     """Whether MKL's default mode (strict mode off) is alignment-dependent here."""
     check = (

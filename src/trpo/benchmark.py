@@ -32,7 +32,7 @@ from trpo.config import Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.metrics import SCORE_WINDOW, run_score
-from trpo.plot import plot_band
+from trpo.plot import figure, plot_band
 from trpo.reference_scores import anchors
 
 CONFIDENCE = 0.95
@@ -243,13 +243,8 @@ def write_results(out: Path, cells: list[Cell], command: str) -> list[EnvResult]
 
 
 def plot_env(env_id: str, runs: list[list[dict[str, float]]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps, returns = evaluation_curves(runs)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     plot_band(ax, steps, returns, "C0", f"{len(runs)} seeds")
     ax.set(xlabel="environment steps", ylabel="evaluation return")
     ax.set_title(f"{env_id}: deterministic evaluation, mean ± std over seeds")
@@ -257,18 +252,12 @@ def plot_env(env_id: str, runs: list[list[dict[str, float]]], out: Path) -> None
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(out / f"{env_id}.png", dpi=110)
-    plt.close(fig)
 
 
 def plot_profile(aggregates: dict[str, Aggregate], path: Path) -> Path:
     """One PNG: each aggregate's performance profile (fraction of runs with normalised
     score > τ) with its bootstrap band; ``aggregates``: label -> Aggregate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     for index, (label, aggregate) in enumerate(aggregates.items()):
         colour = f"C{index % 10}"
         envs = len(aggregate.env_ids)
@@ -285,5 +274,4 @@ def plot_profile(aggregates: dict[str, Aggregate], path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

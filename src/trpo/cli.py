@@ -21,6 +21,7 @@ from trpo.config import (
     Algo,
     Config,
     ConfigError,
+    choices,
     field_docs,
     parse_key_values,
     resolve_config,
@@ -119,11 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
     train.add_argument(
         "--vec",
-        choices=("sync", "async", "envpool"),
+        choices=choices()["vec"],
         help="step the envs in this process, in subprocesses or in EnvPool's thread pool",
     )
     train.add_argument(
-        "--backend", choices=("local", "ray"), help="collect rollouts here or on Ray actors"
+        "--backend", choices=choices()["backend"], help="collect rollouts here or on Ray actors"
     )
     train.add_argument(
         "--workers", dest="ray_workers", type=int, help="Ray actors collecting rollouts (Ray only)"

@@ -22,7 +22,7 @@ from trpo.config import Algo, Config
 from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.metrics import run_score
-from trpo.plot import plot_band
+from trpo.plot import figure, plot_band
 
 
 def compare_cells(config: Config, algos: list[str], seeds: list[int], out: Path) -> list[Cell]:
@@ -136,13 +136,8 @@ def write_report(out: Path, cells: list[Cell], command: str) -> list[AlgoSummary
 
 
 def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Config, out: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig_r, ax_r = plt.subplots(figsize=(8, 4.5))
-    fig_k, ax_k = plt.subplots(figsize=(8, 4.5))
+    fig_r, ax_r = figure((8, 4.5))
+    fig_k, ax_k = figure((8, 4.5))
     for algo, algo_runs in runs.items():
         colour = f"C{typing.get_args(Algo).index(algo)}"  # each algo keeps its colour
         length = min(len(run) for run in algo_runs)
@@ -177,4 +172,3 @@ def plot_comparison(runs: dict[str, list[list[dict[str, float]]]], config: Confi
         ax.legend(loc="best", fontsize="small")
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
-        plt.close(fig)

@@ -41,7 +41,8 @@ class Config:
     step, KL not enforced), `kl_penalty` (maximiser of the quadratic model of
     L − C·KL, C = `kl_penalty_coef`) or `vpg` (plain gradient step of size `vpg_lr`)."""
     seed: int = 0
-    """Seeds Python, NumPy, torch and the environments: same seed, same run, bit for bit."""
+    """Seeds the run's own random streams (initial weights, actions, value-fit shuffles) and
+    the environments' resets: same seed, same run, bit for bit on one machine."""
     total_steps: int = 100_000
     """Environment steps to train for when `learn()` / `trpo train` is given no other number."""
 
@@ -105,9 +106,8 @@ class Config:
     backtrack_iters: int = 10
     """Line-search tries before the old parameters are kept."""
     vpg_lr: float = 1.0
-    """Step size of the plain gradient step (`algo="vpg"` only). Chosen by a sweep on
-    CartPole-v1, seeds 100-102: mean training return over 100k steps 42, 154, 363, 441,
-    463, 446, 245 for 0.01, 0.03, 0.1, 0.3, 1, 3, 10 (docs/why-trust-region.md)."""
+    """Step size of the plain gradient step (`algo="vpg"` only); the default won a sweep on
+    CartPole-v1 (docs/results.md, "How each preset was chosen")."""
     kl_penalty_coef: float = 1.0
     """C of the penalised objective L − C·KL (`algo="kl_penalty"` only): the step H⁻¹g / C."""
 
@@ -285,17 +285,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2**20 for s in sizes
         ):
             yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
-    for name, allowed in (
-        ("algo", typing.get_args(Algo)),
-        ("kl_direction", typing.get_args(KLDirection)),
-        ("kl_scale", typing.get_args(KLScale)),
-        ("obs_norm_update", typing.get_args(StatsUpdate)),
-        ("reward_norm_update", typing.get_args(StatsUpdate)),
-        ("vec", ("sync", "async", "envpool")),
-        ("backend", ("local", "ray")),
-        ("nonfinite_env", ("error", "drop")),
-        ("activation", ("tanh", "relu", "elu", "silu")),
-    ):
+    for name, allowed in choices().items():
         if getattr(c, name) not in allowed:
             yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}"
     if (
@@ -309,6 +299,16 @@ def _problems(c: Config) -> typing.Iterator[str]:
         yield f"device must be cpu, cuda or cuda:N, got {c.device!r}"
     if not isinstance(c.env_kwargs, dict):
         yield f"env_kwargs must be a mapping, got {c.env_kwargs!r}"
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of every setting typed as a Literal, read from the type hints."""
+    hints = typing.get_type_hints(Config)
+    return {
+        name: typing.get_args(hint)
+        for name, hint in hints.items()
+        if typing.get_origin(hint) is Literal
+    }
 
 
 def _finite_number(value: Any) -> bool:

@@ -12,15 +12,19 @@ import numpy as np
 from trpo.logger import METRICS_FILE, read_metrics
 
 
+def figure(size: tuple[float, float]):
+    """A matplotlib figure and its axes, drawn to files only: no pyplot, so no backend is
+    chosen for the process and nothing is left open (matplotlib is imported on first use)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    return fig, fig.subplots()
+
+
 def plot_runs(run_dirs: list[Path], output: Path) -> Path:
     """One PNG: training episode return (thin) and evaluation return (markers) against
     environment steps, one colour per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = figure((8, 4.5))
     for index, run_dir in enumerate(run_dirs):
         rows = read_metrics(run_dir / METRICS_FILE)
         colour = f"C{index % 10}"
@@ -43,7 +47,6 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
-    plt.close(fig)
     return output
 
 

@@ -34,8 +34,7 @@ CUSTOM_ENV_ID = "custom"
 SB3_POLICIES = {
     "MlpPolicy": None,
     "CnnPolicy": "image observations need a CNN encoder, which trpo does not have yet",
-    "MultiInputPolicy": "Dict observations need one encoder per key, which trpo does not "
-    "have yet",
+    "MultiInputPolicy": "Dict observations need one encoder per key, which trpo does not have yet",
 }
 """Stable-Baselines3's policy names: accepted where SB3 takes them (MlpPolicy is trpo's
 MLPs), or refused saying why (None: supported)."""
@@ -151,9 +150,7 @@ class TRPO:
             envs.close()
             envs = None
         trainer = Trainer(agent, config, envs, plan.copies or plan.first)
-        self._run = Run(
-            trainer, plan.eval_factory, self._run_dir, plan.eval_copies, self._settings
-        )
+        self._run = Run(trainer, plan.eval_factory, self._run_dir, plan.eval_copies, self._settings)
         if self._checkpoint is not None:
             _restore(self._run, self._checkpoint)
         return self._run

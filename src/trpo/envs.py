@@ -48,7 +48,10 @@ def env_factory(
             try:
                 return gym.make(source, **kwargs)
             except gym.error.DependencyNotInstalled as err:
-                raise EnvError(f"{source} cannot be built: {err}{family_hint(source)}") from None
+                reason = str(err).rstrip(".")
+                raise EnvError(
+                    f"{source} cannot be built: {reason}.{family_hint(source)}"
+                ) from None
             except (TypeError, ValueError) as err:
                 raise EnvError(
                     f"{source} does not accept these env keyword arguments {kwargs}: {err}"
@@ -100,8 +103,7 @@ def copy_factory(env: gym.Env) -> Callable[[], gym.Env] | None:
     except Exception:  # noqa: BLE001 - any failure means: no faithful copy
         return None
     same = (
-        probe.observation_space == env.observation_space
-        and probe.action_space == env.action_space
+        probe.observation_space == env.observation_space and probe.action_space == env.action_space
     )
     probe.close()
     return (lambda: gym.make(spec)) if same else None
@@ -121,9 +123,9 @@ def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
 
 
 _FAMILIES = {
-    # namespace: (the module that registers its envs, the trpo extra that installs it)
-    "ALE": ("ale_py", "atari"),
-    "MinAtar": ("minatar.gym", "minatar"),
+    # namespace: (the module that registers its envs, the trpo extra, the family's name)
+    "ALE": ("ale_py", "atari", "Atari"),
+    "MinAtar": ("minatar.gym", "minatar", "MinAtar"),
 }
 _BOX2D = ("LunarLander", "BipedalWalker", "CarRacing")
 _MUJOCO = (
@@ -149,14 +151,14 @@ def register_family(env_id: str) -> None:
     namespace = env_id.partition("/")[0] if "/" in env_id else None
     if namespace not in _FAMILIES or env_id in gym.registry:
         return
-    module_name, extra = _FAMILIES[namespace]
+    module_name, extra, family = _FAMILIES[namespace]
     import importlib
 
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         raise EnvError(
-            f"{env_id} is a {namespace} env: pip install 'trpo[{extra}]' ({module_name})"
+            f"{env_id} is a {family} env, registered by {module_name}: pip install 'trpo[{extra}]'"
         ) from None
     if namespace == "ALE":
         gym.register_envs(module)
@@ -169,8 +171,8 @@ def family_hint(env_id: str) -> str:
     env_id = env_id.rpartition(":")[2]
     namespace = env_id.partition("/")[0] if "/" in env_id else None
     if namespace in _FAMILIES:
-        module_name, extra = _FAMILIES[namespace]
-        return f" {namespace} envs need `pip install 'trpo[{extra}]'` ({module_name})."
+        module_name, extra, family = _FAMILIES[namespace]
+        return f" {family} envs need `pip install 'trpo[{extra}]'` ({module_name})."
     name = env_id.split("-v")[0]
     if name in _BOX2D:
         return " Box2D envs need `pip install 'trpo[box2d]'`."
@@ -192,8 +194,7 @@ def check_env_id(env_id: str, modules: tuple[str, ...] | list[str] = ()) -> None
     hint = did_you_mean(name, gym.registry) + family_hint(name)
     if not module and not modules and not hint:
         hint = (
-            " Your own env: register it in a module and pass `--import MODULE` (or "
-            "`MODULE:EnvId`)."
+            " Your own env: register it in a module and pass `--import MODULE` (or `MODULE:EnvId`)."
         )
     raise EnvError(f"unknown environment id '{env_id}'.{hint}")
 

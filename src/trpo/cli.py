@@ -480,9 +480,10 @@ def config_text(width: int | None = None) -> str:
         body = textwrap.fill(
             docs.get(name, ""), max(width, 40), initial_indent="    ", subsequent_indent="    "
         )
+        head = "\n".join(textwrap.wrap(head, max(width, 40), subsequent_indent="    "))
         blocks.append(f"{head}\n{body}" if body else head)
     footer = "Set any of them with --set NAME=VALUE or in a --config file (TOML or JSON)."
-    return "\n\n".join(blocks) + "\n\n" + footer
+    return "\n\n".join(blocks) + "\n\n" + textwrap.fill(footer, max(width, 40))
 
 
 def config_table() -> str:

@@ -158,7 +158,8 @@ def register_family(env_id: str) -> None:
         module = importlib.import_module(module_name)
     except ImportError:
         raise EnvError(
-            f"{env_id} is a {family} env, registered by {module_name}: pip install 'trpo[{extra}]'"
+            f"{env_id} is in the {family} family, registered by {module_name}: "
+            f"pip install 'trpo[{extra}]'"
         ) from None
     if namespace == "ALE":
         gym.register_envs(module)

@@ -161,7 +161,6 @@ def test_cli_import_and_module_id_in_async_subprocesses(user_module, tmp_path, c
     [("ALE/Pong-v5", "atari"), ("MinAtar/Breakout-v1", "minatar"), ("Hopper-v99", "mujoco")],
 )
 def test_family_ids_name_the_extra_to_install(env_id, extra):
-    pytest.importorskip("trpo")  # (the families' packages are not installed here)
     if extra == "atari" and _importable("ale_py") or extra == "minatar" and _importable("minatar"):
         pytest.skip("the family's package is installed")
     with pytest.raises(EnvError, match=rf"trpo\[{extra}\]"):

@@ -122,6 +122,6 @@ def test_every_row_of_the_readme_table_runs(tmp_path, monkeypatch):
     }
     rows = readme_rows()
     assert len(rows) >= 15
-    for sb3, code in rows:
+    for _sb3, code in rows:
         exec(code, namespace)  # noqa: S102 - the README's own snippets
     assert isinstance(namespace["agent"], TRPO) and (tmp_path / "policy.pt").exists()

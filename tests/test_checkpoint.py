@@ -87,15 +87,15 @@ def test_save_load_predict_gives_same_actions(saved, env_id):
 
     loaded = TRPO.load(path)
 
-    expected = agent.predict(obs)
-    actions = loaded.predict(obs)
+    expected, _ = agent.predict(obs)
+    actions, _ = loaded.predict(obs)
     np.testing.assert_array_equal(actions, expected)
     assert actions.shape == (16, *agent.action_space.shape)
-    singles = np.stack([loaded.predict(o) for o in obs])
-    np.testing.assert_array_equal(singles, np.stack([agent.predict(o) for o in obs]))
+    singles = np.stack([loaded.predict(o)[0] for o in obs])
+    np.testing.assert_array_equal(singles, np.stack([agent.predict(o)[0] for o in obs]))
     # One row at a time may round differently from the batched matmul (float32).
     np.testing.assert_allclose(singles, expected, rtol=1e-5, atol=1e-6)
-    assert np.shape(loaded.predict(obs[0])) == agent.action_space.shape
+    assert np.shape(loaded.predict(obs[0])[0]) == agent.action_space.shape
     assert all(agent.action_space.contains(a) for a in actions)
     loaded.close()
 
@@ -111,7 +111,7 @@ def test_predict_depends_on_the_restored_normaliser(cartpole):
         type(loaded.agent.normalizer.stats)(mean + 1.0, var * 4.0, count)
     )
 
-    assert not np.array_equal(loaded.predict(obs), agent.predict(obs))
+    assert not np.array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
     loaded.close()
 
 
@@ -436,5 +436,5 @@ def test_loading_never_unpickles(cartpole, monkeypatch):
     loaded = TRPO.load(path)
 
     obs = raw_observations("CartPole-v1")
-    np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
+    np.testing.assert_array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
     loaded.close()

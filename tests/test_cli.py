@@ -98,6 +98,7 @@ def test_train_writes_run_directory(tmp_path, capsys):
     assert "done: 2,048 steps" in capsys.readouterr().out
     expected = {
         "config.json",
+        "settings.json",
         "metrics.csv",
         "provenance.json",
         "final.safetensors",
@@ -200,7 +201,7 @@ def test_presets_names_an_env_tuned_to_the_defaults(capsys):
 
 
 def test_help_config_lists_every_field(capsys):
-    assert main(["train", "--help-config"]) == 0
+    assert main(["train", "--help-config", "markdown"]) == 0
 
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| `")]

@@ -56,8 +56,8 @@ def test_every_supported_space_trains_evaluates_and_predicts(name):
     agent.learn(256)
     assert agent.trainer.iteration == 2 and len(agent.evaluations) == 2
     obs = obs_space.sample()
-    assert action_space.contains(agent.predict(obs))
-    batch = agent.predict(np.stack([obs, obs_space.sample()]))
+    assert action_space.contains(agent.predict(obs)[0])
+    batch, _ = agent.predict(np.stack([obs, obs_space.sample()]))
     assert all(action_space.contains(a) for a in batch)
 
 

@@ -1,4 +1,4 @@
-"""`trpo` command line: train, eval, plot, compare, benchmark, presets.
+"""`trpo` command line: train, eval, export, plot, compare, benchmark, presets.
 
 Maps arguments to the library only."""
 
@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 import sys
+import textwrap
 import time
 import tomllib
 import typing
@@ -21,10 +22,11 @@ from trpo.config import (
     Algo,
     Config,
     ConfigError,
+    Settings,
     choices,
     field_docs,
     parse_key_values,
-    resolve_config,
+    resolve_settings,
     type_name,
 )
 from trpo.presets import PRESETS, preset_for
@@ -50,11 +52,12 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(split_key_values(argv))
     except SystemExit as exit_:  # --help, or a usage error already printed
         return int(exit_.code or 0)
-    args.argv = sys.argv[1:] if argv is None else argv
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return 2
@@ -81,6 +84,7 @@ def _user_error(err: Exception) -> str | None:
     from trpo.checkpoint import CheckpointError
     from trpo.distributed import BackendError
     from trpo.envs import EnvError
+    from trpo.export import ExportError
     from trpo.grid import GridError
     from trpo.policies import UnsupportedSpaceError
 
@@ -92,6 +96,7 @@ def _user_error(err: Exception) -> str | None:
         | UnsupportedSpaceError
         | GridError
         | BackendError
+        | ExportError
     )
     if isinstance(err, known):
         return str(err)
@@ -101,14 +106,78 @@ def _user_error(err: Exception) -> str | None:
     return None
 
 
+KEY_VALUE_FLAGS = ("--set", "--env-kwargs")
+
+
+def split_key_values(argv: list[str]) -> list[str]:
+    """``--set a=1 b=2`` as ``--set a=1 --set b=2``: a flag takes one KEY=VALUE, and the
+    words with ``=`` after it are its too, so a following env id (which has no ``=``) stays
+    a positional argument, and options may come before or after it."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        out.append(word)
+        if word == "--":
+            out.extend(words)
+            break
+        if word not in KEY_VALUE_FLAGS:
+            continue
+        value = next(words, None)
+        if value is None:
+            break
+        out.append(value)
+        for following in words:
+            if "=" in following and not following.startswith("-"):
+                out += [word, following]
+                continue
+            out.append(following)  # a positional or another option: done with this flag
+            if following in KEY_VALUE_FLAGS:
+                out.extend(split_key_values(list(words)))
+            break
+    return out
+
+
+MOST_USED = ("max_kl", "steps_per_iter", "n_envs", "gamma", "gae_lambda", "seed", "total_steps")
+"""The settings `trpo train --help` lists with their defaults."""
+
+
+def _train_epilog() -> str:
+    docs, defaults = field_docs(), Config().to_dict()
+    width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+    lines = ["most used settings (--set KEY=VALUE; every setting: --help-config):"]
+    for name in MOST_USED:
+        first = f"  {name}={_shown(defaults[name])}"
+        doc = docs.get(name, "").split(". ")[0].rstrip(".")
+        lines += textwrap.wrap(
+            doc, width, initial_indent=f"{first:<26}", subsequent_indent=" " * 26
+        ) or [first]
+    lines += [
+        "",
+        "settings resolve as: defaults < the env's preset (--no-preset skips it) < --config",
+        "< --set < flags. Options may come before or after ENV_ID. Your own env:",
+        "  trpo train mypkg.envs:MyEnv-v0      (imports mypkg.envs, as gymnasium.make does)",
+        "  trpo train MyEnv-v0 --import mypkg.envs",
+    ]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trpo", description="Trust Region Policy Optimization on Gymnasium environments."
     )
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train a policy and write a run directory")
-    train.add_argument("env_id", nargs="?", help="Gymnasium environment id, e.g. CartPole-v1")
+    train = sub.add_parser(
+        "train",
+        help="train a policy and write a run directory",
+        epilog=_train_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "env_id",
+        nargs="?",
+        help="Gymnasium environment id, e.g. CartPole-v1, ALE/Pong-v5 or mypkg.envs:MyEnv-v0",
+    )
     _add_settings_arguments(train)
     train.add_argument(
         "--run-dir", type=Path, help="output directory (default runs/ENV-ALGO-sSEED)"
@@ -133,7 +202,13 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)"
     )
     train.add_argument("--device", help="where the update runs: cpu (default), cuda or cuda:N")
-    train.add_argument("--help-config", action="store_true", help="list every setting and exit")
+    train.add_argument(
+        "--help-config",
+        nargs="?",
+        const="text",
+        choices=("text", "markdown"),
+        help="list every setting with its default and exit (markdown: as a table)",
+    )
     train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("eval", help="evaluate a trained run")
@@ -146,6 +221,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--render", action="store_true", help="show the episodes in a window")
     evaluate.add_argument("--video", type=Path, metavar="DIR", help="record the episodes as MP4")
     evaluate.set_defaults(handler=cmd_eval)
+
+    export = sub.add_parser(
+        "export",
+        help="write a run's deterministic policy as TorchScript or ONNX, for deployment",
+        description="The exported graph holds the observation normaliser and the action "
+        "clipping too: raw observations in, env actions out; no trpo needed to run it.",
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    export.add_argument(
+        "--checkpoint", default="best", help="best, final, last, or a path (default best)"
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, help="output file (default RUN_DIR/policy.pt or .onnx)"
+    )
+    export.set_defaults(handler=cmd_export)
 
     plot = sub.add_parser("plot", help="plot learning curves of one or more runs")
     plot.add_argument("run_dirs", type=Path, nargs="+")
@@ -187,9 +278,11 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that resolve a run's Config (see `resolve_config`)."""
     parser.add_argument("--steps", type=int, help="environment steps per run (total_steps)")
     parser.add_argument("--seed", type=int, help="random seed (config seed; compare: the first)")
-    key_values = {"nargs": "+", "action": "extend", "default": [], "metavar": "KEY=VALUE"}
+    key_values = {"action": "append", "default": [], "metavar": "KEY=VALUE"}
     parser.add_argument(
-        "--set", help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64", **key_values
+        "--set",
+        help="override a setting, e.g. --set max_kl=0.02 policy_hidden=64,64 (repeatable)",
+        **key_values,
     )
     parser.add_argument("--config", type=Path, help="TOML or JSON file of settings")
     parser.add_argument(
@@ -198,6 +291,14 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         **key_values,
     )
     parser.add_argument("--no-preset", action="store_true", help="ignore the env's tuned preset")
+    parser.add_argument(
+        "--import",
+        dest="env_modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (which registers your envs) wherever envs are built (repeatable)",
+    )
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -220,20 +321,27 @@ bit for bit only where they give the same arithmetic: not across vec=envpool or 
 
 
 def resolve_args(args: argparse.Namespace, env_id: str | None = None) -> Config:
-    """The run's settings from the command line (see `trpo.config.resolve_config`)."""
+    """The run's settings from the command line (see `trpo.config.resolve_settings`)."""
+    return resolve_args_settings(args, env_id).config
+
+
+def resolve_args_settings(args: argparse.Namespace, env_id: str | None = None) -> Settings:
+    """`resolve_args`, with where each setting came from."""
     direct: dict[str, Any] = {}
     if args.steps is not None:
         direct["total_steps"] = args.steps
     if args.seed is not None:
         direct["seed"] = args.seed
     direct.update(_execution_settings(args))
+    if args.env_modules:
+        direct["env_modules"] = tuple(args.env_modules)
     pairs: dict[str, str] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
         pairs[key.strip()] = value.strip()
-    return resolve_config(
+    return resolve_settings(
         env_id or args.env_id,
         preset=not args.no_preset,
         file_values=_read_config_file(args.config) if args.config is not None else None,
@@ -262,13 +370,14 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.help_config:
-        print(config_table())
+        print(config_table() if args.help_config == "markdown" else config_text())
         return 0
     if args.resume is not None:
         return _resume(args)
     if not args.env_id:
         raise CLIError("train needs an environment id, e.g. `trpo train CartPole-v1`")
-    config = resolve_args(args)
+    settings = resolve_args_settings(args)
+    config = settings.config
     run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
     if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
         raise CLIError(
@@ -277,7 +386,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     from trpo.api import TRPO
 
-    agent = TRPO(config=config, run_dir=run_dir)  # builds and checks the env, writes nothing
+    agent = TRPO(config=settings, run_dir=run_dir)  # builds and checks the env, writes nothing
     if run_dir.exists():
         shutil.rmtree(run_dir)
     return _train(agent, run_dir, args, config.total_steps)
@@ -355,6 +464,29 @@ def _score_line(agent: TRPO) -> str:
     return f"no score yet: the run ended before its first evaluation (every {every} iterations)"
 
 
+def _shown(value: Any) -> Any:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def config_text(width: int | None = None) -> str:
+    """Every setting as a block for a terminal: ``name = default  (type)`` and its
+    meaning wrapped to ``width`` (default: the terminal's, at most 100 columns)."""
+    width = width or min(shutil.get_terminal_size((100, 24)).columns, 100)
+    docs = field_docs()
+    hints = typing.get_type_hints(Config)
+    blocks = []
+    for name, default in Config().to_dict().items():
+        shown = _shown(default) if default not in ((), {}, "") else "(empty)"
+        head = f"{name} = {shown}  ({type_name(hints[name])})"
+        body = textwrap.fill(
+            docs.get(name, ""), max(width, 40), initial_indent="    ", subsequent_indent="    "
+        )
+        head = "\n".join(textwrap.wrap(head, max(width, 40), subsequent_indent="    "))
+        blocks.append(f"{head}\n{body}" if body else head)
+    footer = "Set any of them with --set NAME=VALUE or in a --config file (TOML or JSON)."
+    return "\n\n".join(blocks) + "\n\n" + textwrap.fill(footer, max(width, 40))
+
+
 def config_table() -> str:
     docs = field_docs()
     defaults = Config().to_dict()
@@ -376,7 +508,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if unknown or not algos or len(set(algos)) < len(algos):
         raise CLIError(f"--algos takes distinct names from {','.join(ALGOS)}, got {args.algos!r}")
     config = resolve_args(args)
-    check_env_id(config.env_id)
+    check_env_id(config.env_id, config.env_modules)
     seeds = _seed_range(config.seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / f"compare-{config.env_id}"
     cells = compare_cells(config, algos, seeds, out)  # validates every seed before any run
@@ -399,8 +531,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise CLIError(f"benchmark takes distinct comma-separated env ids, got {args.envs!r}")
     configs = []
     for env_id in env_ids:  # each env: defaults < its preset < --config < --set < flags
-        check_env_id(env_id)
         configs.append(resolve_args(args, env_id))
+        check_env_id(env_id, configs[-1].env_modules)
     seeds = _seed_range(configs[0].seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / "benchmark"
     cells = benchmark_cells(configs, seeds, out)
@@ -465,7 +597,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.render or args.video:
         result = play(agent, args.episodes, seed, render=args.render, video_dir=args.video)
     else:
-        evaluator = Evaluator(env_factory(config.env_id, config.env_kwargs), args.episodes)
+        factory = env_factory(config.env_id, config.env_kwargs, config.env_modules)
+        evaluator = Evaluator(factory, args.episodes)
         try:
             result = evaluator.run(agent, seed)
         finally:
@@ -473,6 +606,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path}")
     print(f"episodes: {len(result.returns)}  return: {result.mean:.2f} ± {result.std:.2f}")
     print("returns: " + ", ".join(f"{r:.1f}" for r in result.returns))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trpo.agent import Agent
+    from trpo.export import SUFFIXES, export_policy
+
+    named = {"best", "final", "last"}
+    if args.checkpoint in named:
+        path = args.run_dir / f"{args.checkpoint}.safetensors"
+        if args.checkpoint == "best" and not path.exists():
+            path = args.run_dir / "final.safetensors"
+    else:
+        path = Path(args.checkpoint)
+    if not path.exists():
+        raise CLIError(f"checkpoint {path} does not exist")
+    agent = Agent.load(path)
+    output = args.output or args.run_dir / f"policy{SUFFIXES[args.format]}"
+    export_policy(agent, output, args.format)
+    print(f"wrote {output} ({args.format}, from {path}): raw observations in, env actions out")
     return 0
 
 

@@ -36,6 +36,10 @@ class Config:
     its spec, or `custom` when it has none."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to `gymnasium.make` for the training and evaluation envs."""
+    env_modules: tuple[str, ...] = ()
+    """Python modules imported before any env is built, in every process that builds one
+    (subprocesses, Ray actors, grid workers, evaluation), e.g. the package that registers
+    your env ids (`trpo train --import mypkg.envs`)."""
     algo: Algo = "trpo"
     """`trpo` (CG direction + KL line search), `npg` (CG direction, fixed quadratic-model
     step, KL not enforced), `kl_penalty` (maximiser of the quadratic model of
@@ -218,7 +222,7 @@ def _unknown_message(unknown: list[str]) -> str:
 
 def _coerce_sequences(config: Config) -> None:
     # JSON and TOML give lists where the config holds tuples; freeze them.
-    for name in ("policy_hidden", "value_hidden"):
+    for name in ("policy_hidden", "value_hidden", "env_modules"):
         value = getattr(config, name)
         if isinstance(value, list):
             object.__setattr__(config, name, tuple(value))
@@ -299,6 +303,11 @@ def _problems(c: Config) -> typing.Iterator[str]:
         yield f"device must be cpu, cuda or cuda:N, got {c.device!r}"
     if not isinstance(c.env_kwargs, dict):
         yield f"env_kwargs must be a mapping, got {c.env_kwargs!r}"
+    if not isinstance(c.env_modules, tuple) or not all(
+        isinstance(m, str) and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", m)
+        for m in c.env_modules
+    ):
+        yield f"env_modules must be a sequence of module names, got {c.env_modules!r}"
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -345,7 +354,8 @@ def parse_value(key: str, text: str, hint: Any) -> Any:
             raise ValueError
         if origin is tuple:
             items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
-            return tuple(int(s) for s in items)
+            item_type = typing.get_args(hint)[0]
+            return tuple(item_type(s.strip()) for s in items)
         if origin is dict:
             return dict(parse_key_values([s for s in text.split(",") if s.strip()]))
     except ValueError:
@@ -377,6 +387,8 @@ def type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is Literal:
         return "one of " + ", ".join(typing.get_args(hint))
+    if origin is tuple and typing.get_args(hint)[0] is str:
+        return "comma-separated names"
     if origin is tuple:
         return "comma-separated integers, e.g. 64,64"
     if origin is dict:
@@ -432,7 +444,63 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-def resolve_config(
+SettingSource = Literal["preset", "file", "set", "argument", "config"]
+"""Where a setting's value came from: the env's preset, a settings file, ``--set``, a
+keyword argument or flag, or a whole `Config` passed as such."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved `Config` and how it was resolved: which env's preset applied (None: no
+    preset, or opted out) and where every setting that is not a default came from.
+    `TRPO.settings` holds it; a run directory keeps it as ``settings.json`` beside
+    ``config.json`` (which stays a plain `Config.from_dict` table)."""
+
+    config: Config
+    preset: str | None = None
+    """The `trpo.presets.PRESETS` key applied, or None."""
+    sources: dict[str, SettingSource] = field(default_factory=dict)
+    """Setting -> the layer that set it last; settings absent here are defaults."""
+
+    @classmethod
+    def of_config(cls, config: Config) -> Settings:
+        """A `Config` passed whole: every setting counts as the user's, no preset."""
+        return cls(config, None, dict.fromkeys(Config.field_names(), "config"))
+
+    @property
+    def user_set(self) -> set[str]:
+        """Settings the user gave (keyword argument, flag, --set, file or whole Config)."""
+        return {key for key, source in self.sources.items() if source != "preset"}
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The user's settings and their resolved values."""
+        values = self.config.to_dict()
+        return {key: values[key] for key in sorted(self.user_set)}
+
+    def replace(self, source: SettingSource = "argument", **changes: Any) -> Settings:
+        """These settings with ``changes`` applied as coming from ``source``."""
+        sources = {**self.sources, **dict.fromkeys(changes, source)}
+        return Settings(self.config.replace(**changes), self.preset, sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        from trpo.presets import preset_for
+
+        return {
+            "preset": self.preset,
+            "preset_values": preset_for(self.preset) if self.preset else {},
+            "overrides": self.overrides,
+            "sources": dict(sorted(self.sources.items())),
+        }
+
+    def describe(self) -> str:
+        """One line: the preset and the user's settings."""
+        preset = f"preset {self.preset}" if self.preset else "no preset"
+        user = ", ".join(f"{k}={v}" for k, v in self.overrides.items() if k != "env_id")
+        return f"{preset}; user settings: {user or 'none'}"
+
+
+def resolve_settings(
     env_id: str,
     *,
     preset: bool = True,
@@ -440,19 +508,37 @@ def resolve_config(
     set_pairs: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     env_kwargs: dict[str, Any] | None = None,
-) -> Config:
+) -> Settings:
     """A run's settings, each layer over the one before: the defaults < the env's preset
     (unless ``preset`` is False) < ``file_values`` (a settings file's table) <
-    ``set_pairs`` (``key -> string`` overrides, parsed by type) < ``values`` (typed);
-    ``env_kwargs`` are added to the env keyword arguments the layers gave."""
-    from trpo.presets import preset_for
+    ``set_pairs`` (``key -> string`` overrides, parsed by type) < ``values`` (typed: keyword
+    arguments, command-line flags); ``env_kwargs`` are added to the env keyword arguments
+    the layers gave. The one resolution behind `TRPO(...)`, `trpo train`, `compare` and
+    `benchmark`, so the same settings give the same Config wherever they are written."""
+    from trpo.presets import PRESETS, preset_for, preset_key
 
-    config = Config(env_id=env_id)
-    if preset:
-        config = config.replace(**preset_for(env_id))
+    settings = Settings(Config(env_id=env_id))
+    key = preset_key(env_id)
+    if preset and key in PRESETS:
+        settings = Settings(settings.config, key, {})
+        settings = settings.replace("preset", **preset_for(key))
     if file_values is not None:
-        config = Config.from_dict({**config.to_dict(), **file_values})
-    config = config.with_overrides(set_pairs or {}).replace(**(values or {}))
+        unknown = sorted(set(file_values) - set(Config.field_names()))
+        if unknown:
+            raise ConfigError(_unknown_message(unknown))
+        checked = Config.from_dict({**settings.config.to_dict(), **file_values})
+        settings = settings.replace("file", **{k: getattr(checked, k) for k in file_values})
+    if set_pairs:
+        parsed = settings.config.with_overrides(set_pairs)
+        settings = settings.replace("set", **{k: getattr(parsed, k) for k in set_pairs})
+    if values:
+        settings = settings.replace("argument", **values)
     if env_kwargs:
-        config = config.replace(env_kwargs={**config.env_kwargs, **env_kwargs})
-    return config
+        merged = {**settings.config.env_kwargs, **env_kwargs}
+        settings = settings.replace("argument", env_kwargs=merged)
+    return settings
+
+
+def resolve_config(env_id: str, **layers: Any) -> Config:
+    """`resolve_settings(env_id, **layers).config`."""
+    return resolve_settings(env_id, **layers).config

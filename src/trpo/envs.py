@@ -25,26 +25,40 @@ class EnvError(ValueError):
 
 
 def env_factory(
-    source: EnvSource, env_kwargs: dict[str, Any] | None = None
+    source: EnvSource,
+    env_kwargs: dict[str, Any] | None = None,
+    modules: tuple[str, ...] | list[str] = (),
 ) -> Callable[[], gym.Env]:
     """A zero-argument callable building one env from an id, a factory or an env instance.
 
-    An env instance can only be used once, so it is accepted for a single-env vector and
-    for evaluation only through ``make_vector_env(..., n_envs=1)``.
+    An id may name a module to import first, as `gymnasium.make` reads it
+    (``mypkg.envs:MyEnv-v0``); ``modules`` (`Config.env_modules`) are imported here and
+    again in the callable, so they register their envs in every process that builds one
+    (async subprocesses, Ray actors, grid workers). An env instance can back only one env
+    copy (`copy_factory` makes faithful copies of one that has a registered spec).
     """
     kwargs = dict(env_kwargs or {})
+    modules = tuple(modules)
     if isinstance(source, str):
-        check_env_id(source)
+        check_env_id(source, modules)
 
         def make() -> gym.Env:
+            import_env_modules(modules)
+            register_family(source)
             try:
                 return gym.make(source, **kwargs)
+            except gym.error.DependencyNotInstalled as err:
+                reason = str(err).rstrip(".")
+                raise EnvError(
+                    f"{source} cannot be built: {reason}.{family_hint(source)}"
+                ) from None
             except (TypeError, ValueError) as err:
                 raise EnvError(
                     f"{source} does not accept these env keyword arguments {kwargs}: {err}"
                 ) from None
 
         return make
+    import_env_modules(modules)
     if isinstance(source, gym.Env):
         used = []
 
@@ -59,16 +73,130 @@ def env_factory(
 
         return reuse
     if callable(source):
-        return source
+        if not modules:
+            return source
+
+        def build() -> gym.Env:
+            import_env_modules(modules)
+            return source()
+
+        return build
     raise EnvError(f"expected a Gymnasium env id, env instance or factory, got {source!r}")
 
 
-def check_env_id(env_id: str) -> None:
-    if env_id in gym.registry:
+def copy_factory(env: gym.Env) -> Callable[[], gym.Env] | None:
+    """A factory of faithful copies of the env instance ``env``, or None when it has none.
+
+    A copy is what ``gymnasium.make(env.spec)`` builds. That is faithful when ``env`` came
+    from `gymnasium.make` (it has a spec), every wrapper put on it since records its
+    constructor arguments (Gymnasium's own wrappers do; a wrapper of yours that does not
+    inherit `gymnasium.utils.RecordConstructorArgs` leaves its arguments unknown), and
+    the copy has ``env``'s spaces. An env made by calling its class has no spec, so it
+    cannot be copied. What was changed on the instance after it was made (attributes set
+    by hand) is not seen, and so not copied.
+    """
+    spec = env.spec
+    if spec is None or any(w.kwargs is None for w in spec.additional_wrappers):
+        return None
+    try:
+        probe = gym.make(spec)
+    except Exception:  # noqa: BLE001 - any failure means: no faithful copy
+        return None
+    same = (
+        probe.observation_space == env.observation_space and probe.action_space == env.action_space
+    )
+    probe.close()
+    return (lambda: gym.make(spec)) if same else None
+
+
+def import_env_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import the modules that register a user's envs (`Config.env_modules`)."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise EnvError(
+                f"cannot import env module '{module}' (from --import or env_modules): {err}"
+            ) from None
+
+
+_FAMILIES = {
+    # namespace: (the module that registers its envs, the trpo extra, the family's name)
+    "ALE": ("ale_py", "atari", "Atari"),
+    "MinAtar": ("minatar.gym", "minatar", "MinAtar"),
+}
+_BOX2D = ("LunarLander", "BipedalWalker", "CarRacing")
+_MUJOCO = (
+    "Hopper",
+    "Walker2d",
+    "HalfCheetah",
+    "Ant",
+    "Humanoid",
+    "HumanoidStandup",
+    "Swimmer",
+    "Reacher",
+    "Pusher",
+    "InvertedPendulum",
+    "InvertedDoublePendulum",
+)
+
+
+def register_family(env_id: str) -> None:
+    """Register the envs of ``env_id``'s family where Gymnasium needs a call for it:
+    ``ALE/`` ids (``gym.register_envs(ale_py)``) and ``MinAtar/`` ids
+    (``minatar.gym.register_envs()``). Nothing for other ids, or once registered."""
+    env_id = env_id.rpartition(":")[2]
+    namespace = env_id.partition("/")[0] if "/" in env_id else None
+    if namespace not in _FAMILIES or env_id in gym.registry:
         return
-    hint = did_you_mean(env_id, gym.registry)
-    if any(name in env_id for name in ("Hopper", "Walker", "Cheetah", "Ant", "Humanoid")):
-        hint += " MuJoCo envs need `pip install 'trpo[mujoco]'`."
+    module_name, extra, family = _FAMILIES[namespace]
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise EnvError(
+            f"{env_id} is in the {family} family, registered by {module_name}: "
+            f"pip install 'trpo[{extra}]'"
+        ) from None
+    if namespace == "ALE":
+        gym.register_envs(module)
+    else:
+        module.register_envs()
+
+
+def family_hint(env_id: str) -> str:
+    """' ... pip install trpo[EXTRA]' for ids of the env families an extra provides."""
+    env_id = env_id.rpartition(":")[2]
+    namespace = env_id.partition("/")[0] if "/" in env_id else None
+    if namespace in _FAMILIES:
+        module_name, extra, family = _FAMILIES[namespace]
+        return f" {family} envs need `pip install 'trpo[{extra}]'` ({module_name})."
+    name = env_id.split("-v")[0]
+    if name in _BOX2D:
+        return " Box2D envs need `pip install 'trpo[box2d]'`."
+    if name in _MUJOCO:
+        return " MuJoCo envs need `pip install 'trpo[mujoco]'`."
+    return ""
+
+
+def check_env_id(env_id: str, modules: tuple[str, ...] | list[str] = ()) -> None:
+    """Refuse an unknown env id, naming close ids and the extra that provides its family.
+    ``module:EnvId`` (Gymnasium's syntax) imports ``module`` first, as do ``modules``."""
+    import_env_modules(modules)
+    module, _, name = env_id.rpartition(":")
+    if module:
+        import_env_modules([module])
+    register_family(name)
+    if name in gym.registry:
+        return
+    hint = did_you_mean(name, gym.registry) + family_hint(name)
+    if not module and not modules and not hint:
+        hint = (
+            " Your own env: register it in a module and pass `--import MODULE` (or `MODULE:EnvId`)."
+        )
     raise EnvError(f"unknown environment id '{env_id}'.{hint}")
 
 
@@ -81,15 +209,16 @@ def did_you_mean(name: str, known: Any) -> str:
 
 
 def make_vector_env(
-    factory: Callable[[], gym.Env],
+    factory: Callable[[], gym.Env] | list[Callable[[], gym.Env]],
     n_envs: int,
     mode: str = "sync",
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
 ) -> VectorEnv:
     """``n_envs`` copies with SAME_STEP autoreset: Gymnasium's sync or async vector env over
-    ``factory``, or (mode ``envpool``) EnvPool's task ``env_id``."""
-    fns = [factory] * n_envs
+    ``factory`` (or one factory per copy, a list), or (mode ``envpool``) EnvPool's task
+    ``env_id``."""
+    fns = list(factory) if isinstance(factory, list) else [factory] * n_envs
     try:
         if mode == "envpool":
             if env_id is None:

@@ -30,15 +30,29 @@ class EvalResult:
 
 
 class Evaluator:
-    """Runs ``episodes`` episodes at once, one per env copy, from fixed reset seeds, so
-    every evaluation of a run starts from the same states and is comparable."""
+    """Runs ``episodes`` episodes from fixed reset seeds, so every evaluation of a run
+    starts from the same states and is comparable: at once on one env copy per episode,
+    or with ``copies`` (e.g. 1 for an env instance that cannot be copied) in rounds of
+    ``copies`` episodes. The episodes, and so the result, are the same either way."""
 
-    def __init__(self, factory: Callable[[], gym.Env], episodes: int):
-        self.envs = make_vector_env(factory, episodes)
+    def __init__(self, factory: Callable[[], gym.Env], episodes: int, copies: int | None = None):
+        self.episodes = episodes
+        self.envs = make_vector_env(factory, min(copies or episodes, episodes))
 
     def run(self, agent, seed: int) -> EvalResult:
         """``agent``'s deterministic actions (`trpo.agent.Agent.predict`); episode i starts
         from ``reset(seed=seed + i)``."""
+        returns: list[float] = []
+        lengths: list[int] = []
+        n = self.envs.num_envs
+        for first in range(0, self.episodes, n):
+            round_returns, round_lengths = self._round(agent, seed + first)
+            keep = min(n, self.episodes - first)
+            returns += [float(r) for r in round_returns[:keep]]
+            lengths += [int(k) for k in round_lengths[:keep]]
+        return EvalResult(returns, lengths)
+
+    def _round(self, agent, seed: int) -> tuple[np.ndarray, np.ndarray]:
         n = self.envs.num_envs
         obs, _ = self.envs.reset(seed=[seed + i for i in range(n)])
         returns = np.zeros(n)
@@ -49,7 +63,7 @@ class Evaluator:
             returns += np.where(running, reward, 0.0)
             lengths += running
             running &= ~(terminated | truncated)
-        return EvalResult([float(r) for r in returns], [int(n) for n in lengths])
+        return returns, lengths
 
     def close(self) -> None:
         self.envs.close()
@@ -57,9 +71,11 @@ class Evaluator:
 
 def play(agent, episodes: int, seed: int, render: bool, video_dir: Path | None) -> EvalResult:
     """Watch or record ``episodes`` deterministic episodes one after another."""
+    from trpo.envs import env_factory
+
     kwargs = dict(agent.config.env_kwargs)
     kwargs["render_mode"] = "human" if render else "rgb_array"
-    env = gym.make(agent.config.env_id, **kwargs)
+    env = env_factory(agent.config.env_id, kwargs, agent.config.env_modules)()
     if video_dir is not None:
         try:
             import moviepy  # noqa: F401 - RecordVideo needs it

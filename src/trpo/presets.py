@@ -75,6 +75,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_key(env_id: str) -> str:
+    """The id a preset is looked up by: ``env_id`` without Gymnasium's ``module:`` prefix."""
+    return env_id.rpartition(":")[2]
+
+
 def preset_for(env_id: str) -> dict[str, Any]:
     """The preset of ``env_id`` (empty when there is none)."""
-    return dict(PRESETS.get(env_id, {}))
+    return dict(PRESETS.get(preset_key(env_id), {}))

@@ -19,6 +19,7 @@ import gymnasium as gym
 
 from trpo.agent import Agent
 from trpo.checkpoint import State, provenance, save_checkpoint
+from trpo.config import Settings
 from trpo.envs import EnvError
 from trpo.evaluate import EVAL_SEED_OFFSET, EvalResult, Evaluator
 from trpo.logger import METRICS_FILE, CSVLog, ProgressBar, TensorBoardLog
@@ -30,17 +31,23 @@ log = logging.getLogger("trpo")
 
 class Run:
     """Trains ``trainer``'s agent, evaluating on envs from ``eval_factory`` (None: the env
-    cannot be copied, so only ``eval_every=0`` works); with ``run_dir`` it writes there."""
+    cannot be copied, so only ``eval_every=0`` works), on ``eval_copies`` of them at a time
+    (None: one per episode); with ``run_dir`` it writes there. ``settings`` (how the config
+    was resolved) is written beside the config and kept in checkpoints."""
 
     def __init__(
         self,
         trainer: Trainer,
         eval_factory: Callable[[], gym.Env] | None,
         run_dir: str | Path | None = None,
+        eval_copies: int | None = None,
+        settings: Settings | None = None,
     ):
         self.trainer = trainer
         self.agent: Agent = trainer.agent
         self.eval_factory = eval_factory
+        self.eval_copies = eval_copies
+        self.settings = settings or Settings.of_config(trainer.agent.config)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.metrics: list[dict[str, Any]] = []
         """Every iteration's `IterationStats.row()` (metrics.csv's rows), kept in checkpoints."""
@@ -98,7 +105,7 @@ class Run:
         same start states at every evaluation)."""
         config = self.agent.config
         episodes = episodes or config.eval_episodes
-        if self._evaluator is None or self._evaluator.envs.num_envs != episodes:
+        if self._evaluator is None or self._evaluator.episodes != episodes:
             if self.eval_factory is None:
                 raise EnvError(
                     "evaluation needs a second env: pass an env id or a factory, not an "
@@ -106,7 +113,7 @@ class Run:
                 )
             if self._evaluator is not None:
                 self._evaluator.close()
-            self._evaluator = Evaluator(self.eval_factory, episodes)
+            self._evaluator = Evaluator(self.eval_factory, episodes, self.eval_copies)
         seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
         return self._evaluator.run(self.agent, seed)
 
@@ -117,7 +124,8 @@ class Run:
     # -- persistence ----------------------------------------------------------------
     def state_dict(self) -> State:
         best = self.best_eval if math.isfinite(self.best_eval) else None
-        return {}, {"metrics": self.metrics, "best_eval": best}
+        meta = {"metrics": self.metrics, "best_eval": best, "settings": self.settings.to_dict()}
+        return {}, meta
 
     def load_state_dict(self, tensors: dict, meta: dict[str, Any]) -> None:
         self.metrics = [dict(row) for row in meta["metrics"]]
@@ -159,6 +167,8 @@ class _RunOutputs:
         self.dir = run.run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(run.agent.config.to_json())
+        settings = json.dumps(run.settings.to_dict(), indent=2, default=str)
+        (self.dir / "settings.json").write_text(settings)
         (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
         self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns(), run.metrics)
         tensorboard = run.agent.config.tensorboard

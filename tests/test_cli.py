@@ -237,7 +237,7 @@ def test_pendulum_run_uses_its_preset(tmp_path):
 
 def test_no_preset_keeps_the_defaults(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(trpo.cli, "_train", lambda agent, run_dir, args: seen.append(agent) or 0)
+    monkeypatch.setattr(trpo.cli, "_train", lambda agent, *rest: seen.append(agent) or 0)
 
     rc = main(["train", "Pendulum-v1", "--no-preset", "--steps", "1024", *TINY])
 

@@ -79,10 +79,10 @@ def test_drop_trains_on_with_finite_weights_and_counts_the_drops():
 
 def test_nonfinite_step_in_training_keeps_the_parameters_with_a_warning(monkeypatch, caplog):
     # An advantage turned NaN makes g and the step NaN: the step is rejected and logged.
-    def poisoned_step(policy, obs, actions, advantages, old_log_probs, config, dims):
+    def poisoned_step(policy, obs, actions, advantages, old_log_probs, config, dims, generator):
         advantages = advantages.clone()
         advantages[3] = math.nan
-        return policy_step(policy, obs, actions, advantages, old_log_probs, config, dims)
+        return policy_step(policy, obs, actions, advantages, old_log_probs, config, dims, generator)
 
     monkeypatch.setattr(trainer, "policy_step", poisoned_step)
     agent = TRPO("CartPole-v1", seed=0, **SETTINGS)

@@ -53,7 +53,7 @@ def update_bits(odd: bool) -> list[torch.Tensor]:
         actions, old_log_probs = policy.sample(obs, generator)
     advantages = torch.randn(256, generator=generator)
     targets = torch.randn(256, generator=generator)
-    policy_step(policy, obs, actions, advantages, old_log_probs, Config(max_kl=0.05))
+    policy_step(policy, obs, actions, advantages, old_log_probs, Config(max_kl=0.05), 3)
     optimizer = torch.optim.Adam(value.parameters(), lr=1e-3, fused=True)
     fit_value(value, optimizer, obs, targets, targets * 0.5, 2, 64, generator)
     return [p.detach().clone() for p in [*policy.parameters(), *value.parameters()]]

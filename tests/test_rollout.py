@@ -161,7 +161,7 @@ def test_per_step_normaliser_takes_in_each_step_before_normalising_it(steps):
         seen = np.concatenate(steps[: t + 1]).astype(np.float64)
         got = normalizer.observe(raw)
         np.testing.assert_allclose(got, normalised(raw, seen), rtol=1e-4, atol=1e-3)
-    normalizer.observe_batch(RunningMeanStd.of(np.concatenate(steps)))  # already taken in
+    normalizer.end_batch(RunningMeanStd.of(np.concatenate(steps)))  # already taken in
     assert normalizer.stats.count == 3 * len(steps)
 
 
@@ -191,7 +191,9 @@ def test_each_reward_is_scaled_with_the_statistics_its_mode_promises(mode):
         moments_from = returns[: t + 1] if mode == "step" else returns[: 6 * (t // 6 + 1)]
         expected = 1.0 / np.sqrt(moments_from.var() + 1e-8)
         np.testing.assert_allclose(scale[t], expected, rtol=1e-6, err_msg=f"step {t}")
-    scaled = np.concatenate([agent.trainer.reward_scaler.scaled(batch) for batch in batches])
+    scaled = np.concatenate(
+        [agent.trainer.reward_scaler.scaled(b.rewards, b.reward_scale) for b in batches]
+    )
     assert (np.abs(plain.rewards * scale) > 1.5).any()  # the clip is exercised
     np.testing.assert_allclose(scaled, np.clip(plain.rewards * scale, -1.5, 1.5), rtol=1e-6)
     # Either way, after a batch the statistics hold every return seen so far.

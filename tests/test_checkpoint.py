@@ -16,14 +16,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, raw_observations
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
 from trpo import TRPO
 from trpo.checkpoint import FORMAT_VERSION, CheckpointError, tensor_checksum
-
-TINY = {"n_envs": 2, "steps_per_iter": 256, "eval_every": 0}
 
 
 def learned(env_id: str) -> TRPO:
@@ -48,20 +47,6 @@ def saved(tmp_path_factory) -> dict[str, tuple[TRPO, Path]]:
 @pytest.fixture
 def cartpole(saved) -> tuple[TRPO, Path]:
     return saved["CartPole-v1"]
-
-
-def raw_observations(env_id: str, n: int = 16) -> np.ndarray:
-    """Raw observations from n seeded resets plus a few random steps."""
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    out = []
-    for seed in range(n):
-        obs, _ = env.reset(seed=seed)
-        for _ in range(seed % 5):
-            obs, *_ = env.step(env.action_space.sample())
-        out.append(obs)
-    env.close()
-    return np.stack(out)
 
 
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:

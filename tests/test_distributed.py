@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_EVAL, parameters
 
 from trpo import TRPO, Agent
 from trpo.cli import main
@@ -29,12 +30,8 @@ from trpo.rollout import SIDE_BY_SIDE
 
 pytest.importorskip("ray")
 
-SETTINGS = {"n_envs": 4, "steps_per_iter": 512, "eval_every": 2, "eval_episodes": 2}
+SETTINGS = {**SMALL_EVAL, "n_envs": 4}
 COMPARED_METRICS = ("steps", "episodes", "episode_return", "kl", "value_loss", "eval_return")
-
-
-def parameters(agent: TRPO) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in [*agent.policy.parameters(), *agent.value_fn.parameters()]]
 
 
 def assert_same_batch(a, b) -> None:

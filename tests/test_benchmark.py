@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SMALL_EVAL, set_pairs
 
 from trpo.benchmark import PROFILE_FILE, aggregate_scores, evaluation_curves, write_results
 from trpo.cli import main
@@ -22,7 +23,7 @@ from trpo.reference_scores import anchors
 
 NAN = math.nan
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TINY = ["n_envs=2", "steps_per_iter=512", "eval_every=2", "eval_episodes=2", "tensorboard=false"]
+TINY = set_pairs(SMALL_EVAL)
 
 
 def test_evaluation_curves_align_runs_by_step():

@@ -16,14 +16,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, raw_observations
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
 from trpo import TRPO
-from trpo.checkpoint import FORMAT_VERSION, CheckpointError
-
-TINY = {"n_envs": 2, "steps_per_iter": 256, "eval_every": 0}
+from trpo.checkpoint import FORMAT_VERSION, CheckpointError, tensor_checksum
 
 
 def learned(env_id: str) -> TRPO:
@@ -48,20 +47,6 @@ def saved(tmp_path_factory) -> dict[str, tuple[TRPO, Path]]:
 @pytest.fixture
 def cartpole(saved) -> tuple[TRPO, Path]:
     return saved["CartPole-v1"]
-
-
-def raw_observations(env_id: str, n: int = 16) -> np.ndarray:
-    """Raw observations from n seeded resets plus a few random steps."""
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    out = []
-    for seed in range(n):
-        obs, _ = env.reset(seed=seed)
-        for _ in range(seed % 5):
-            obs, *_ = env.step(env.action_space.sample())
-        out.append(obs)
-    env.close()
-    return np.stack(out)
 
 
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -154,7 +139,7 @@ def test_load_with_overrides(cartpole):
     loaded = TRPO.load(path, n_envs=1, steps_per_iter=1)
 
     assert (loaded.config.n_envs, loaded.config.steps_per_iter) == (1, 1)
-    assert loaded.envs.num_envs == 1
+    assert loaded.trainer.collector.envs.num_envs == 1
     assert loaded.steps == 512
     loaded.close()
 
@@ -266,13 +251,13 @@ def test_non_finite_weights_are_refused(cartpole, tmp_path):
 
 # -- a loader that fails cleanly -----------------------------------------------------
 def load_or_checkpoint_error(path: Path) -> str:
-    """'ok' or 'error': anything but success or CheckpointError fails the test."""
+    """'ok' or 'error': anything but success or CheckpointError fails the test. The run is
+    restored too (`TRPO.load` alone restores only the agent)."""
     try:
-        agent = TRPO.load(path)
+        TRPO.load(path).run.close()
     except CheckpointError as err:
         assert str(err), "a CheckpointError must say what is wrong"
         return "error"
-    agent.close()
     return "ok"
 
 
@@ -304,19 +289,23 @@ def test_bit_flipped_checkpoints(cartpole, tmp_path):
     header_end = 8 + int.from_bytes(data[:8], "little")
     rng = random.Random(1)
     path = tmp_path / "flipped.safetensors"
-    outcomes = []
+    outcomes, in_tensors = [], []
 
     for i in range(50):
         corrupt = bytearray(data)
         # Half the copies are hit in the length prefix and JSON header, half anywhere.
         end = header_end if i % 2 else len(data)
-        for _ in range(rng.randint(1, 4)):
-            corrupt[rng.randrange(end)] ^= 1 << rng.randrange(8)
+        flips = [rng.randrange(end) for _ in range(rng.randint(1, 4))]
+        for at in flips:
+            corrupt[at] ^= 1 << rng.randrange(8)
         path.write_bytes(bytes(corrupt))
         outcomes.append(load_or_checkpoint_error(path))
+        in_tensors.append(min(flips) >= header_end)
 
-    # Flipped tensor bytes still load; most flips in the header are caught.
-    assert outcomes.count("ok") >= 10 and outcomes.count("error") >= 10
+    # Flipped tensor bytes fail their checksum; most flips in the header are caught.
+    assert sum(in_tensors) >= 10
+    assert all(o == "error" for o, t in zip(outcomes, in_tensors) if t)
+    assert outcomes.count("error") >= 20
 
 
 def checkpoint_parts(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -328,6 +317,12 @@ def checkpoint_parts(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: object) -> Path:
     path.write_bytes(save_bytes(tensors, metadata={"trpo": json.dumps(meta)}))
     return path
+
+
+def with_checksums(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """``meta`` with the checksums of ``tensors``: a forgery consistent enough to reach
+    the checks after the checksum check."""
+    return {**meta, "checksums": {k: tensor_checksum(v) for k, v in tensors.items()}}
 
 
 def test_foreign_files(cartpole, tmp_path):
@@ -358,9 +353,19 @@ def test_foreign_files(cartpole, tmp_path):
         ),
         (
             write_checkpoint(
-                tmp_path / "no_config.safetensors", tensors, {"format_version": FORMAT_VERSION}
+                tmp_path / "no_config.safetensors",
+                tensors,
+                {**meta, "components": {**meta["components"], "agent": {}}},
             ),
             "checkpoint metadata is incomplete",
+        ),
+        (
+            write_checkpoint(
+                tmp_path / "no_checksums.safetensors",
+                tensors,
+                {k: v for k, v in meta.items() if k != "checksums"},
+            ),
+            "the checksum list does not match the tensors",
         ),
         (tmp_path, "is a directory"),
         (tmp_path / "missing.safetensors", "cannot read checkpoint"),
@@ -377,32 +382,62 @@ def test_checkpoint_missing_tensors(cartpole, tmp_path):
     _, original = cartpole
     tensors, meta = checkpoint_parts(original)
     del tensors["obs_norm/var"]
-    path = write_checkpoint(tmp_path / "partial.safetensors", tensors, meta)
+    path = write_checkpoint(
+        tmp_path / "partial.safetensors", tensors, with_checksums(tensors, meta)
+    )
 
     with pytest.raises(CheckpointError, match="do not fit the model"):
         TRPO.load(path)
 
 
+def test_overwritten_tensor_fails_its_checksum(cartpole, tmp_path):
+    _, original = cartpole
+    tensors, meta = checkpoint_parts(original)
+    tensors["policy/net.0.weight"] = tensors["policy/net.0.weight"] + 0.5
+    path = write_checkpoint(tmp_path / "edited.safetensors", tensors, meta)
+
+    with pytest.raises(CheckpointError) as info:
+        TRPO.load(path)
+
+    message = str(info.value)
+    assert str(path) in message
+    assert "tensor 'policy/net.0.weight' does not match its checksum" in message
+
+
+def test_non_finite_weights_are_refused_on_load(cartpole, tmp_path):
+    _, original = cartpole
+    tensors, meta = checkpoint_parts(original)
+    tensors["value/net.0.bias"][1] = float("inf")
+    path = write_checkpoint(tmp_path / "inf.safetensors", tensors, with_checksums(tensors, meta))
+
+    with pytest.raises(CheckpointError) as info:
+        TRPO.load(path)
+
+    assert str(info.value) == f"{path}: tensor 'value/net.0.bias' holds NaN or Inf"
+
+
 @pytest.mark.parametrize(
-    "section, key",
+    "component, section, key",
     [
-        ("action_space", "n"),
-        ("action_space", "start"),
-        ("observation_space", "low"),
-        ("counters", "steps"),
-        ("rng", "numpy"),
-        ("rng", "python"),
-        ("value_optim_param_groups", None),
+        ("agent", "action_space", "n"),
+        ("agent", "action_space", "start"),
+        ("agent", "observation_space", "low"),
+        ("agent", "obs_norm", "count"),
+        ("trainer", "counters", "steps"),
+        ("trainer", "return_norm", "count"),
+        ("trainer", "value_optim_param_groups", None),
+        ("run", "best_eval", None),
     ],
 )
 @pytest.mark.parametrize("value", [10**30, -1.5, "x", None, [], {}])
-def test_corrupt_metadata_is_a_checkpoint_error(cartpole, tmp_path, section, key, value):
+def test_corrupt_metadata_is_a_checkpoint_error(cartpole, tmp_path, component, section, key, value):
     _, original = cartpole
     tensors, meta = checkpoint_parts(original)
+    part = meta["components"][component]
     if key is None:
-        meta[section] = value
+        part[section] = value
     else:
-        meta[section][key] = value
+        part[section][key] = value
     path = write_checkpoint(tmp_path / "meta.safetensors", tensors, meta)
 
     load_or_checkpoint_error(path)
@@ -414,7 +449,7 @@ def test_space_mismatch_names_both_spaces(cartpole, env_id):
     other = gym.make(env_id)
 
     with pytest.raises(CheckpointError) as info:
-        TRPO.load(path, env=env_id)
+        TRPO.load(path, env=env_id).learn(1)  # loading builds no env; learning does
 
     message = str(info.value)
     assert f"observation space {agent.observation_space} and action space Discrete(2)" in message

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL, SMALL_EVAL, set_pairs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,15 +31,8 @@ from trpo.presets import PRESETS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # 2 envs x 256 steps = 512 transitions per iteration; no evaluation, no TensorBoard.
-TINY = ["--set", "n_envs=2", "steps_per_iter=512", "eval_every=0", "tensorboard=false"]
-TINY_EVAL = [
-    "--set",
-    "n_envs=2",
-    "steps_per_iter=512",
-    "eval_every=2",
-    "eval_episodes=2",
-    "tensorboard=false",
-]
+TINY = ["--set", *set_pairs(SMALL)]
+TINY_EVAL = ["--set", *set_pairs(SMALL_EVAL)]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -238,7 +232,7 @@ def test_pendulum_run_uses_its_preset(tmp_path):
 
 def test_no_preset_keeps_the_defaults(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(trpo.cli, "_train", lambda agent, run_dir, args: seen.append(agent) or 0)
+    monkeypatch.setattr(trpo.cli, "_train", lambda agent, *rest: seen.append(agent) or 0)
 
     rc = main(["train", "Pendulum-v1", "--no-preset", "--steps", "1024", *TINY])
 

@@ -1,4 +1,5 @@
-"""`trpo compare`: the VPG/NPG/TRPO grid, its resumable runner and its summary figures.
+"""`trpo compare`: the VPG/NPG/TRPO grid and its summary figures (the resumable runner:
+test_grid.py).
 
 The summary statistics are checked on hand-made metrics; the command runs end to end on
 CartPole-v1 with 2 envs x 256 steps per iteration and 4 iterations per run.
@@ -11,19 +12,16 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from conftest import SMALL_EVAL, set_pairs
 
-from trpo.checkpoint import load_checkpoint
 from trpo.cli import main
 from trpo.compare import filled_returns, largest_drop, summarize
-from trpo.config import Config
-from trpo.grid import Cell, run_grid
 from trpo.metrics import run_score
 
 NAN = math.nan
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # 4 iterations of 512 transitions with an evaluation at iterations 2 and 4.
-TINY = ["n_envs=2", "steps_per_iter=512", "eval_every=2", "eval_episodes=2", "tensorboard=false"]
+TINY = set_pairs(SMALL_EVAL)
 
 
 def rows(returns, kls, evals=None, backtracks=None, accepted=None):
@@ -139,49 +137,3 @@ def test_unknown_env_is_refused_before_any_run(tmp_path, capsys):
     assert main(["compare", "CartPoel-v1", "--out", str(tmp_path / "cmp")]) == 2
     assert "CartPoel-v1" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
-
-
-def test_parallel_grid_matches_serial_runs(tmp_path):
-    # Two worker processes must produce the same runs as training in this process.
-    config = Config(env_id="CartPole-v1", total_steps=1024, **_settings())
-    cells = [Cell(config.replace(seed=s), tmp_path / "par" / f"s{s}") for s in (0, 1)]
-    serial = [Cell(c.config, tmp_path / "ser" / c.run_dir.name) for c in cells]
-    assert run_grid(cells, workers=2, report=lambda _: None) == cells
-    run_grid(serial, workers=1, report=lambda _: None)
-    for a, b in zip(cells, serial):
-        assert (a.run_dir / "metrics.csv").read_text().split("\n")[1].split(",")[:9] == (
-            (b.run_dir / "metrics.csv").read_text().split("\n")[1].split(",")[:9]
-        )
-        assert same_tensors(a.run_dir / "final.safetensors", b.run_dir / "final.safetensors")
-
-
-def same_tensors(path_a, path_b) -> bool:
-    """Same weights, optimiser, normaliser and RNG states (the metadata also holds timings)."""
-    a, b = load_checkpoint(path_a).tensors, load_checkpoint(path_b).tensors
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _settings():
-    return dict(n_envs=2, steps_per_iter=512, eval_every=0, tensorboard=False)
-
-
-def test_grid_continues_an_interrupted_cell_exactly(tmp_path):
-    # A cell whose process died after its checkpoint at iteration 2 (of 4) is continued
-    # from it, and ends with the same weights as a cell never interrupted.
-    from trpo import TRPO
-
-    config = Config(env_id="CartPole-v1", total_steps=2048, checkpoint_every=2, **_settings())
-    crashed, whole = Cell(config, tmp_path / "crashed"), Cell(config, tmp_path / "whole")
-    agent = TRPO(config=config, run_dir=crashed.run_dir)
-
-    def crash_at_three(stats):
-        if stats.iteration == 3:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError):
-        agent.learn(callback=crash_at_three)
-    agent.close()
-    assert not crashed.finished
-
-    run_grid([crashed, whole], workers=1, report=lambda _: None)
-    assert same_tensors(crashed.run_dir / "final.safetensors", whole.run_dir / "final.safetensors")

@@ -17,24 +17,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_EVAL, parameters
 
-from trpo import TRPO
+from trpo import TRPO, Agent
 from trpo.cli import main
 from trpo.config import Config, ConfigError
 from trpo.distributed import BackendError, RayCollector
 from trpo.envs import EnvError, env_factory
-from trpo.normalization import ObservationNormalizer
-from trpo.policies import MLPPolicy
-from trpo.rollout import SIDE_BY_SIDE, RewardScaler
+from trpo.normalization import RewardScaler
+from trpo.reproducibility import seeded_generator
+from trpo.rollout import SIDE_BY_SIDE
 
 pytest.importorskip("ray")
 
-SETTINGS = {"n_envs": 4, "steps_per_iter": 512, "eval_every": 2, "eval_episodes": 2}
+SETTINGS = {**SMALL_EVAL, "n_envs": 4}
 COMPARED_METRICS = ("steps", "episodes", "episode_return", "kl", "value_loss", "eval_return")
-
-
-def parameters(agent: TRPO) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in [*agent.policy.parameters(), *agent.value_fn.parameters()]]
 
 
 def assert_same_batch(a, b) -> None:
@@ -96,13 +93,12 @@ def test_uneven_split_gives_the_local_run():
 
 
 def collector(env_id: str, workers: int, seed: int = 11) -> RayCollector:
-    torch.manual_seed(0)
     factory = env_factory(env_id)
     env = factory()
-    policy = MLPPolicy(int(np.prod(env.observation_space.shape)), env.action_space)
-    normalizer = ObservationNormalizer(policy.net[0].in_features, True, 10.0)
     config = Config(env_id=env_id, seed=seed, n_envs=4, backend="ray", ray_workers=workers)
-    return RayCollector(factory, policy, normalizer, RewardScaler.for_run(4, config), config)
+    agent = Agent(env.observation_space, env.action_space, config)
+    scaler, generator = RewardScaler.for_run(4, config), seeded_generator(seed, "rollout")
+    return RayCollector(factory, agent, scaler, generator, config)
 
 
 def test_killed_worker_is_restarted_and_its_share_collected_again():
@@ -111,7 +107,6 @@ def test_killed_worker_is_restarted_and_its_share_collected_again():
     batches = {}
     for kill in (False, True):
         rollouts = collector("CartPole-v1", workers=2)
-        torch.manual_seed(1)
         rollouts.collect(64)  # the envs are mid-episode when the kill comes
         victim = rollouts.pids()[0]
         if kill:

@@ -14,12 +14,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from trpo import TRPO, trainer
 from trpo.envs import EnvError
 from trpo.update import policy_step
-
-SETTINGS = {"n_envs": 2, "steps_per_iter": 256, "eval_every": 0}
 
 
 class Poison(gym.Wrapper):
@@ -49,7 +48,7 @@ def poisoned(steps: set[int], what: str, value: float = math.nan):
     [("obs", math.nan, "observation"), ("reward", math.inf, "reward"), ("obs", -math.inf, "obs")],
 )
 def test_nonfinite_env_output_stops_the_run_naming_env_and_step(what, value, named):
-    agent = TRPO(poisoned({10}, what, value), seed=0, **SETTINGS)
+    agent = TRPO(poisoned({10}, what, value), seed=0, **TINY)
     with pytest.raises(EnvError) as info:
         agent.learn(256)
     message = str(info.value)
@@ -59,7 +58,7 @@ def test_nonfinite_env_output_stops_the_run_naming_env_and_step(what, value, nam
 
 
 def test_drop_leaves_the_transitions_out_and_ends_the_episode_before_them():
-    agent = TRPO(poisoned({10, 75}, "obs"), seed=0, nonfinite_env="drop", **SETTINGS)
+    agent = TRPO(poisoned({10, 75}, "obs"), seed=0, nonfinite_env="drop", **TINY)
     batch = agent.trainer.collector.collect(128)
     assert batch.dropped == 4  # steps 10 and 75 in each of the 2 env copies
     assert not batch.valid[[9, 74]].any() and batch.valid.sum() == 256 - 4
@@ -69,7 +68,7 @@ def test_drop_leaves_the_transitions_out_and_ends_the_episode_before_them():
 
 
 def test_drop_trains_on_with_finite_weights_and_counts_the_drops():
-    agent = TRPO(poisoned({10, 75, 300}, "reward"), seed=0, nonfinite_env="drop", **SETTINGS)
+    agent = TRPO(poisoned({10, 75, 300}, "reward"), seed=0, nonfinite_env="drop", **TINY)
     dropped = []
     agent.learn(4 * 256, callback=lambda stats: dropped.append(stats.dropped))
     assert dropped == [4, 0, 2, 0]
@@ -79,13 +78,13 @@ def test_drop_trains_on_with_finite_weights_and_counts_the_drops():
 
 def test_nonfinite_step_in_training_keeps_the_parameters_with_a_warning(monkeypatch, caplog):
     # An advantage turned NaN makes g and the step NaN: the step is rejected and logged.
-    def poisoned_step(policy, obs, actions, advantages, old_log_probs, config, dims):
+    def poisoned_step(policy, obs, actions, advantages, old_log_probs, config, dims, generator):
         advantages = advantages.clone()
         advantages[3] = math.nan
-        return policy_step(policy, obs, actions, advantages, old_log_probs, config, dims)
+        return policy_step(policy, obs, actions, advantages, old_log_probs, config, dims, generator)
 
     monkeypatch.setattr(trainer, "policy_step", poisoned_step)
-    agent = TRPO("CartPole-v1", seed=0, **SETTINGS)
+    agent = TRPO("CartPole-v1", seed=0, **TINY)
     before = [p.detach().clone() for p in agent.policy.parameters()]
     flags = []
     with caplog.at_level(logging.WARNING, logger="trpo"):

@@ -415,7 +415,10 @@ def _resume(args: argparse.Namespace) -> int:
     checkpoint = run_dir / "last.safetensors"
     if not checkpoint.exists():
         raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
-    agent = TRPO.load(checkpoint, run_dir=run_dir, **_execution_settings(args))
+    overrides = _execution_settings(args)
+    if args.steps is not None:  # the new target, as config.json will record it
+        overrides["total_steps"] = args.steps
+    agent = TRPO.load(checkpoint, run_dir=run_dir, **overrides)
     trainer = agent.trainer
     print(f"resuming {run_dir} at iteration {trainer.iteration}, step {trainer.steps:,}")
     total = agent.config.total_steps if args.steps is None else args.steps

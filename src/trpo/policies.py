@@ -45,7 +45,7 @@ def mlp(
     layers, ``output_gain`` for the last) drawn from ``generator``, zero biases."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(n_in, n_out)
+        linear = nn.utils.skip_init(nn.Linear, n_in, n_out)  # no draw from torch's global RNG
         last = i == len(sizes) - 2
         gain = output_gain if last else math.sqrt(2)
         nn.init.orthogonal_(linear.weight, gain=gain, generator=generator)

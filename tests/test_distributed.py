@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_EVAL, parameters
+from conftest import SMALL_EVAL, CountingEnv, parameters
 
 from trpo import TRPO, Agent
 from trpo.cli import main
@@ -143,7 +143,7 @@ def test_bad_ray_settings_are_refused():
     with pytest.raises(ConfigError, match="ray_workers"):
         TRPO("CartPole-v1", backend="ray", n_envs=2, ray_workers=3)
     with pytest.raises(EnvError, match="env id or a zero-argument factory"):
-        TRPO(gym.make("CartPole-v1"), backend="ray", n_envs=1, ray_workers=1)
+        TRPO(CountingEnv(), backend="ray", n_envs=1, ray_workers=1)  # cannot be copied
 
 
 def test_unreachable_cluster_fails_fast():

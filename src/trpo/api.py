@@ -16,11 +16,19 @@ from torch import nn
 
 from trpo.agent import Agent
 from trpo.checkpoint import Checkpoint, CheckpointError, load_checkpoint, same_space
-from trpo.config import Config
-from trpo.envs import EnvError, EnvSource, env_factory, make_vector_env
+from trpo.config import Config, ConfigError
+from trpo.envs import (
+    EnvError,
+    EnvSource,
+    ObservationEncoder,
+    check_env,
+    env_factory,
+    make_vector_env,
+)
 from trpo.evaluate import EvalResult
 from trpo.metrics import Callback
 from trpo.reproducibility import torch_threads
+from trpo.resources import check_memory, head_size
 from trpo.run import Run
 from trpo.trainer import Trainer
 
@@ -38,6 +46,11 @@ class TRPO:
     keyword arguments. ``policy`` / ``value_fn`` replace the default MLPs (see
     `trpo.policies` for their contract). With ``run_dir`` the run writes metrics,
     TensorBoard events and checkpoints there.
+
+    Before anything is built, an env given as an id or factory is built, reset and stepped
+    once (`trpo.envs.check_env`), and the memory the settings need is estimated
+    (`trpo.resources.memory_estimate`): a configuration that cannot fit in the memory
+    available raises `InsufficientMemoryError` unless ``force=True``.
     """
 
     def __init__(
@@ -48,6 +61,7 @@ class TRPO:
         policy: nn.Module | None = None,
         value_fn: nn.Module | None = None,
         run_dir: str | Path | None = None,
+        force: bool = False,
         **overrides: Any,
     ):
         config = (config or Config()).replace(**overrides)
@@ -55,11 +69,19 @@ class TRPO:
             env = config.env_id
         elif isinstance(env, str):
             config = config.replace(env_id=env)
+        if not isinstance(env, gym.Env):  # refuse an env that cannot run before any output
+            check_env(env_factory(env, config.env_kwargs), config.env_kwargs)
         envs = _training_envs(env, config)
         if not isinstance(env, str):  # an env object or factory: name what it built
             spec = envs.get_attr("spec")[0]
             config = config.replace(env_id=spec.id if spec is not None else CUSTOM_ENV_ID)
         spaces = envs.single_observation_space, envs.single_action_space
+        if not force:
+            try:
+                check_memory(config, ObservationEncoder(spaces[0]).dim, head_size(spaces[1]))
+            except ConfigError:
+                envs.close()
+                raise
         self.agent = Agent(*spaces, config, policy, value_fn)
         self._env, self._run_dir, self._checkpoint = env, run_dir, None
         self._run: Run | None = None

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import sys
 import time
 import tomllib
@@ -59,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from trpo.run import Terminated
+
+        if isinstance(interrupt, Terminated):
+            print("trpo: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         print("trpo: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - user errors become one line, see _user_error
@@ -82,9 +86,11 @@ def _user_error(err: Exception) -> str | None:
     from trpo.envs import EnvError
     from trpo.grid import GridError
     from trpo.policies import UnsupportedSpaceError
+    from trpo.rundir import RunDirLockedError
 
     known = (
-        CLIError
+        RunDirLockedError
+        | CLIError
         | ConfigError
         | EnvError
         | CheckpointError
@@ -117,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the settings' memory estimate exceeds the memory available",
+    )
     train.add_argument(
         "--vec",
         choices=("sync", "async", "envpool"),
@@ -232,10 +243,19 @@ def resolve_args(args: argparse.Namespace, env_id: str | None = None) -> Config:
         if not sep:
             raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
         pairs[key.strip()] = value.strip()
+    env_id = env_id or args.env_id
+    file_values = _read_config_file(args.config) if args.config is not None else None
+    given_ids = (("--set", pairs.get("env_id")), ("--config", (file_values or {}).get("env_id")))
+    for source, given in given_ids:
+        if given is not None and env_id is not None and given != env_id:
+            raise CLIError(
+                f"{source} env_id={given} conflicts with the environment id {env_id} given "
+                "on the command line: give the env once"
+            )
     return resolve_config(
-        env_id or args.env_id,
+        env_id,
         preset=not args.no_preset,
-        file_values=_read_config_file(args.config) if args.config is not None else None,
+        file_values=file_values,
         set_pairs=pairs,
         values=direct,
         env_kwargs=dict(parse_key_values(args.env_kwargs)),
@@ -269,17 +289,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("train needs an environment id, e.g. `trpo train CartPole-v1`")
     config = resolve_args(args)
     run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
-    if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
+    from trpo import rundir
+
+    if rundir.has_content(run_dir) and not args.overwrite:
         raise CLIError(
             f"run directory {run_dir} already exists: pass --overwrite to replace it, "
             f"--resume {run_dir} to continue it, or --run-dir to choose another"
         )
     from trpo.api import TRPO
 
-    agent = TRPO(config=config, run_dir=run_dir)  # builds and checks the env, writes nothing
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    return _train(agent, run_dir, args, config.total_steps)
+    # builds, resets and steps the env and estimates the memory: writes nothing
+    agent = TRPO(config=config, run_dir=run_dir, force=args.force)
+    try:
+        rundir.acquire(run_dir)  # held from here until the run ends: one writer
+    except BaseException:
+        agent.close()
+        raise
+    try:
+        rundir.clear(run_dir)
+        return _train(agent, run_dir, args, config.total_steps)
+    finally:
+        rundir.release(run_dir)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -296,6 +326,12 @@ def _resume(args: argparse.Namespace) -> int:
         )
         if given
     ]
+    for name, given in (("--run-dir", args.run_dir is not None), ("--overwrite", args.overwrite)):
+        if given:
+            raise CLIError(
+                f"--resume continues {run_dir} in place: {name} does not go with it (to start "
+                "a new run, leave out --resume)"
+            )
     if ignored:
         raise CLIError(
             f"--resume continues {run_dir} with its saved settings; only --steps, --vec, "
@@ -306,14 +342,49 @@ def _resume(args: argparse.Namespace) -> int:
     if not checkpoint.exists():
         raise CLIError(f"no checkpoint to resume from: {checkpoint} does not exist")
     agent = TRPO.load(checkpoint, run_dir=run_dir, **_execution_settings(args))
+    _check_resumable(agent.config, run_dir, args.env_id)
     trainer = agent.trainer
     print(f"resuming {run_dir} at iteration {trainer.iteration}, step {trainer.steps:,}")
     total = agent.config.total_steps if args.steps is None else args.steps
     return _train(agent, run_dir, args, total)
 
 
+def _check_resumable(config: Config, run_dir: Path, env_id: str | None) -> None:
+    """Refuse a resume that would silently ignore what the user gave or edited: another
+    env id on the command line, or a config.json whose settings differ from the
+    checkpoint's (execution settings aside, which a resume may change)."""
+    if env_id is not None and env_id != config.env_id:
+        raise CLIError(
+            f"{run_dir} is a run on {config.env_id}, not {env_id}: leave out the env id to "
+            "resume it, or start a new run without --resume"
+        )
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CLIError(f"cannot read {path}: {err}") from None
+    saved = config.to_dict()
+    if not isinstance(written, dict):
+        raise CLIError(f"{path} does not hold a table of settings")
+    differ = [
+        f"{key}={written.get(key)!r} (checkpoint: {value!r})"
+        for key, value in json.loads(json.dumps(saved)).items()
+        if key not in EXECUTION_FLAGS and written.get(key) != value
+    ]
+    differ += [f"{key} (unknown setting)" for key in written.keys() - saved.keys()]
+    if differ:
+        raise CLIError(
+            f"{path} differs from the checkpoint it would resume: {', '.join(differ)}; a "
+            "resume continues with the checkpoint's settings. Restore config.json, or start "
+            "a new run with the new settings (--config)"
+        )
+
+
 def _train(agent: TRPO, run_dir: Path, args: argparse.Namespace, total_steps: int) -> int:
     from trpo.plot import plot_runs
+    from trpo.run import Terminated
 
     started = time.perf_counter()
     try:
@@ -325,6 +396,15 @@ def _train(agent: TRPO, run_dir: Path, args: argparse.Namespace, total_steps: in
             f"{_user_error(err)} (writing {run_dir}); its last checkpoint is intact: fix "
             f"the cause (e.g. free disk space) and continue with `trpo train --resume {run_dir}`"
         ) from None
+    except Terminated as terminated:
+        # learn() abandoned the running iteration and saved the one before it as last
+        at = terminated.saved or {"iteration": 0, "steps": 0}
+        print(
+            f"\nterminated (SIGTERM): saved the last whole iteration ({at['iteration']}, step "
+            f"{at['steps']:,}); resume with:\n  trpo train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         # learn() saved last.safetensors after the last whole iteration (or, after a second
         # Ctrl-C, the periodic checkpoint before it stays).
@@ -427,11 +507,19 @@ def _run_cells(cells: list, args: argparse.Namespace) -> bool:
     from trpo.grid import run_grid
 
     if args.overwrite:
+        from trpo import rundir
+
         for cell in cells:
-            shutil.rmtree(cell.run_dir, ignore_errors=True)
+            if cell.run_dir.exists():
+                with rundir.RunDirLock(cell.run_dir):  # not under another process's run
+                    rundir.clear(cell.run_dir)
     try:
         run_grid(cells, args.workers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from trpo.run import Terminated
+
+        if isinstance(interrupt, Terminated):
+            raise  # main() reports it and exits 143
         print(
             "\ninterrupted: finished runs are kept; rerun the same command to complete the grid",
             file=sys.stderr,

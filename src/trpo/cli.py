@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _terminate_as_interrupt()
     try:
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
@@ -72,6 +73,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"trpo: error: {_one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _terminate_as_interrupt() -> None:
+    """Until a run takes over SIGTERM (`trpo.run`), it stops the command as Ctrl-C does,
+    with one line and exit status 143, instead of killing it silently mid-setup."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: typing.Any) -> None:
+        from trpo.run import Terminated
+
+        raise Terminated
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _one_line(message: str) -> str:

@@ -27,9 +27,9 @@ import torch
 from trpo import TRPO
 from trpo.config import Config
 
-ITERATIONS = 60
+ITERATIONS = 40
 BATCH = 256
-FSIZE = 96 * 1024
+FSIZE = 64 * 1024
 """Bytes a file may reach in the full-disk check: metrics.csv outgrows it mid-run."""
 SETTINGS = ["n_envs=2", f"steps_per_iter={BATCH}", "checkpoint_every=1", "eval_every=4",
             "eval_episodes=2", "tensorboard=true"]  # fmt: skip
@@ -78,7 +78,11 @@ def soak_round(run_dir: Path, rng: random.Random, counts: dict[str, int]) -> Non
     writes) and resumed after each kill, until it finishes."""
     process = train(run_dir)
     while True:
-        time.sleep(rng.uniform(0.5, 4.0))
+        if rng.random() < 0.25:  # anywhere, startup included
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:  # somewhere in the iteration after this process's first new checkpoint
+            wait_for_new_checkpoint(run_dir, process)
+            time.sleep(rng.uniform(0.0, 1.0))
         if process.poll() is not None:
             _, err = process.communicate()
             assert process.returncode == 0, err
@@ -89,12 +93,27 @@ def soak_round(run_dir: Path, rng: random.Random, counts: dict[str, int]) -> Non
         if sig == signal.SIGTERM:  # -15: still starting Python, before trpo's handler
             assert process.returncode in (143, -15) and "Traceback" not in err, err
         counts[sig.name] += 1
+        if (run_dir / "final.safetensors").exists():  # killed after it finished: done
+            return
         if (run_dir / "last.safetensors").exists():
             counts["checkpoints_loaded"] += check_checkpoints(run_dir)
             process = resume(run_dir)
         else:  # killed before its first checkpoint: start the run again
             counts["restarted"] += 1
             process = train(run_dir, overwrite=True)
+
+
+def wait_for_new_checkpoint(run_dir: Path, process: subprocess.Popen) -> None:
+    """Until this process has replaced last.safetensors once (or ended), so that every
+    second kill at least follows progress and the soak always ends."""
+
+    def mtime() -> int | None:
+        path = run_dir / "last.safetensors"
+        return path.stat().st_mtime_ns if path.exists() else None
+
+    seen = mtime()
+    while mtime() == seen and process.poll() is None:
+        time.sleep(0.01)
 
 
 def two_writers(run_dir: Path) -> list[tuple[int, str]]:
@@ -111,7 +130,11 @@ def full_disk(run_dir: Path) -> tuple[int, str, int]:
     _, err = process.communicate(timeout=300)
     code, last_line = process.returncode, err.strip().splitlines()[-1]
     assert code == 2 and last_line.startswith("trpo: error:"), err
-    done = resume(run_dir)
+    if (run_dir / "last.safetensors").exists():
+        check_checkpoints(run_dir)
+        done = resume(run_dir)
+    else:  # the limit struck before the first checkpoint: nothing to continue
+        done = train(run_dir, overwrite=True)
     _, err2 = done.communicate(timeout=600)
     assert done.returncode == 0, err2
     return code, last_line, len(iterations(run_dir))

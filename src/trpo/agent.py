@@ -72,8 +72,11 @@ class Agent:
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for raw observation(s), as the env accepts them. Takes one observation
-        or a batch; never updates the normaliser."""
+        or a batch; never updates the normaliser. Raises ValueError when ``obs`` has
+        neither the space's shape nor a batch of it."""
         single = _is_single(self.observation_space, obs)
+        if not single:
+            _check_batch(self.observation_space, obs)
         batch = [obs] if single else obs
         with torch.inference_mode():
             x = self.observation_tensor(batch)
@@ -150,3 +153,16 @@ def _is_single(space: gym.Space, obs: Any) -> bool:
     if isinstance(space, gym.spaces.Discrete):
         return shape == ()
     return shape == space.shape
+
+
+def _check_batch(space: gym.Space, obs: Any) -> None:
+    """A batch of observations of ``space``: shape (B, *space.shape), B >= 1."""
+    shape = np.shape(obs)
+    if len(shape) >= 1 and shape[0] >= 1 and tuple(shape[1:]) == tuple(space.shape or ()):
+        return
+    one = tuple(space.shape or ())
+    batch = "(B" + "".join(f", {n}" for n in one) + ")"
+    raise ValueError(
+        f"predict expects one observation of shape {one} or a batch of shape {batch}, "
+        f"got shape {shape}"
+    )

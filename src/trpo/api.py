@@ -17,11 +17,20 @@ from torch import nn
 
 from trpo.agent import Agent
 from trpo.checkpoint import Checkpoint, CheckpointError, load_checkpoint, same_space
-from trpo.config import Config, Settings, resolve_settings
-from trpo.envs import EnvError, EnvSource, copy_factory, env_factory, make_vector_env
+from trpo.config import Config, ConfigError, Settings, resolve_settings
+from trpo.envs import (
+    EnvError,
+    EnvSource,
+    ObservationEncoder,
+    check_env,
+    copy_factory,
+    env_factory,
+    make_vector_env,
+)
 from trpo.evaluate import EvalResult
 from trpo.metrics import Callback
 from trpo.reproducibility import torch_threads
+from trpo.resources import check_memory, head_size
 from trpo.run import Run
 from trpo.trainer import Trainer
 
@@ -64,6 +73,11 @@ class TRPO:
     ``policy`` / ``value_fn`` replace the default MLPs (see `trpo.policies` for their
     contract); SB3's ``TRPO("MlpPolicy", env)`` also works (the default MLPs). With
     ``run_dir`` the run writes metrics, TensorBoard events and checkpoints there.
+
+    Before anything is built, an env given as an id or factory is built, reset and stepped
+    once (`trpo.envs.check_env`), and the memory the settings need is estimated
+    (`trpo.resources.memory_estimate`): a configuration that cannot fit in the memory
+    available raises `InsufficientMemoryError` unless ``force=True``.
     """
 
     def __init__(
@@ -76,6 +90,7 @@ class TRPO:
         eval_env: EnvSource | None = None,
         preset: bool = True,
         run_dir: str | Path | None = None,
+        force: bool = False,
         **overrides: Any,
     ):
         if isinstance(env, str) and env in SB3_POLICIES:  # SB3's TRPO("MlpPolicy", env)
@@ -88,9 +103,19 @@ class TRPO:
         settings = _resolve(env, config, preset, overrides)
         if env is None:
             env = settings.config.env_id
+        config = settings.config
+        if not isinstance(env, gym.Env):  # refuse an env that cannot run before any output
+            check_env(env_factory(env, config.env_kwargs, config.env_modules), config.env_kwargs)
         settings, plan = _plan_envs(env, eval_env, settings, settings.user_set)
         envs = plan.training_envs(settings.config)
         spaces = envs.single_observation_space, envs.single_action_space
+        if not force:
+            try:
+                encoded = ObservationEncoder(spaces[0]).dim
+                check_memory(settings.config, encoded, head_size(spaces[1]))
+            except ConfigError:
+                envs.close()
+                raise
         self.agent = Agent(*spaces, settings.config, policy, value_fn)
         self._env, self._run_dir, self._checkpoint = env, run_dir, None
         self._eval_env, self._settings, self._plan = eval_env, settings, plan

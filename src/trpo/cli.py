@@ -61,9 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _terminate_as_interrupt()
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from trpo.run import Terminated
+
+        if isinstance(interrupt, Terminated):
+            print("trpo: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         print("trpo: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - user errors become one line, see _user_error
@@ -72,6 +78,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"trpo: error: {_one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _terminate_as_interrupt() -> None:
+    """Until a run takes over SIGTERM (`trpo.run`), it stops the command as Ctrl-C does,
+    with one line and exit status 143, instead of killing it silently mid-setup."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: typing.Any) -> None:
+        from trpo.run import Terminated
+
+        raise Terminated
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _one_line(message: str) -> str:
@@ -87,9 +109,11 @@ def _user_error(err: Exception) -> str | None:
     from trpo.export import ExportError
     from trpo.grid import GridError
     from trpo.policies import UnsupportedSpaceError
+    from trpo.rundir import RunDirLockedError
 
     known = (
-        CLIError
+        RunDirLockedError
+        | CLIError
         | ConfigError
         | EnvError
         | CheckpointError
@@ -187,6 +211,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     train.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="train even when the settings' memory estimate exceeds the memory available",
+    )
     train.add_argument(
         "--vec",
         choices=choices()["vec"],
@@ -341,10 +370,19 @@ def resolve_args_settings(args: argparse.Namespace, env_id: str | None = None) -
         if not sep:
             raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
         pairs[key.strip()] = value.strip()
+    env_id = env_id or args.env_id
+    file_values = _read_config_file(args.config) if args.config is not None else None
+    given_ids = (("--set", pairs.get("env_id")), ("--config", (file_values or {}).get("env_id")))
+    for source, given in given_ids:
+        if given is not None and env_id is not None and given != env_id:
+            raise CLIError(
+                f"{source} env_id={given} conflicts with the environment id {env_id} given "
+                "on the command line: give the env once"
+            )
     return resolve_settings(
-        env_id or args.env_id,
+        env_id,
         preset=not args.no_preset,
-        file_values=_read_config_file(args.config) if args.config is not None else None,
+        file_values=file_values,
         set_pairs=pairs,
         values=direct,
         env_kwargs=dict(parse_key_values(args.env_kwargs)),
@@ -379,17 +417,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = resolve_args_settings(args)
     config = settings.config
     run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
-    if run_dir.exists() and any(run_dir.iterdir()) and not args.overwrite:
+    from trpo import rundir
+
+    if rundir.has_content(run_dir) and not args.overwrite:
         raise CLIError(
             f"run directory {run_dir} already exists: pass --overwrite to replace it, "
             f"--resume {run_dir} to continue it, or --run-dir to choose another"
         )
     from trpo.api import TRPO
 
-    agent = TRPO(config=settings, run_dir=run_dir)  # builds and checks the env, writes nothing
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    return _train(agent, run_dir, args, config.total_steps)
+    # builds, resets and steps the env and estimates the memory: writes nothing
+    agent = TRPO(config=settings, run_dir=run_dir, force=args.force)
+    try:
+        rundir.acquire(run_dir)  # held from here until the run ends: one writer
+    except BaseException:
+        agent.close()
+        raise
+    try:
+        rundir.clear(run_dir)
+        return _train(agent, run_dir, args, config.total_steps)
+    finally:
+        rundir.release(run_dir)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -406,6 +454,12 @@ def _resume(args: argparse.Namespace) -> int:
         )
         if given
     ]
+    for name, given in (("--run-dir", args.run_dir is not None), ("--overwrite", args.overwrite)):
+        if given:
+            raise CLIError(
+                f"--resume continues {run_dir} in place: {name} does not go with it (to start "
+                "a new run, leave out --resume)"
+            )
     if ignored:
         raise CLIError(
             f"--resume continues {run_dir} with its saved settings; only --steps, --vec, "
@@ -419,14 +473,49 @@ def _resume(args: argparse.Namespace) -> int:
     if args.steps is not None:  # the new target, as config.json will record it
         overrides["total_steps"] = args.steps
     agent = TRPO.load(checkpoint, run_dir=run_dir, **overrides)
+    _check_resumable(agent.config, run_dir, args.env_id, set(overrides))
     trainer = agent.trainer
     print(f"resuming {run_dir} at iteration {trainer.iteration}, step {trainer.steps:,}")
     total = agent.config.total_steps if args.steps is None else args.steps
     return _train(agent, run_dir, args, total)
 
 
+def _check_resumable(config: Config, run_dir: Path, env_id: str | None, changing: set[str]) -> None:
+    """Refuse a resume that would silently ignore what the user gave or edited: another
+    env id on the command line, or a config.json whose settings differ from the
+    checkpoint's (the settings this resume is ``changing`` aside)."""
+    if env_id is not None and env_id != config.env_id:
+        raise CLIError(
+            f"{run_dir} is a run on {config.env_id}, not {env_id}: leave out the env id to "
+            "resume it, or start a new run without --resume"
+        )
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CLIError(f"cannot read {path}: {err}") from None
+    saved = config.to_dict()
+    if not isinstance(written, dict):
+        raise CLIError(f"{path} does not hold a table of settings")
+    differ = [
+        f"{key}={written.get(key)!r} (checkpoint: {value!r})"
+        for key, value in json.loads(json.dumps(saved)).items()
+        if key not in changing and written.get(key) != value
+    ]
+    differ += [f"{key} (unknown setting)" for key in written.keys() - saved.keys()]
+    if differ:
+        raise CLIError(
+            f"{path} differs from the checkpoint it would resume: {', '.join(differ)}; a "
+            "resume continues with the checkpoint's settings. Restore config.json, or start "
+            "a new run with the new settings (--config)"
+        )
+
+
 def _train(agent: TRPO, run_dir: Path, args: argparse.Namespace, total_steps: int) -> int:
     from trpo.plot import plot_runs
+    from trpo.run import Terminated
 
     started = time.perf_counter()
     try:
@@ -438,6 +527,15 @@ def _train(agent: TRPO, run_dir: Path, args: argparse.Namespace, total_steps: in
             f"{_user_error(err)} (writing {run_dir}); its last checkpoint is intact: fix "
             f"the cause (e.g. free disk space) and continue with `trpo train --resume {run_dir}`"
         ) from None
+    except Terminated as terminated:
+        # learn() abandoned the running iteration and saved the one before it as last
+        at = terminated.saved or {"iteration": 0, "steps": 0}
+        print(
+            f"\nterminated (SIGTERM): saved the last whole iteration ({at['iteration']}, step "
+            f"{at['steps']:,}); resume with:\n  trpo train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         # learn() saved last.safetensors after the last whole iteration (or, after a second
         # Ctrl-C, the periodic checkpoint before it stays).
@@ -563,11 +661,19 @@ def _run_cells(cells: list, args: argparse.Namespace) -> bool:
     from trpo.grid import run_grid
 
     if args.overwrite:
+        from trpo import rundir
+
         for cell in cells:
-            shutil.rmtree(cell.run_dir, ignore_errors=True)
+            if cell.run_dir.exists():
+                with rundir.RunDirLock(cell.run_dir):  # not under another process's run
+                    rundir.clear(cell.run_dir)
     try:
         run_grid(cells, args.workers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        from trpo.run import Terminated
+
+        if isinstance(interrupt, Terminated):
+            raise  # main() reports it and exits 143
         print(
             "\ninterrupted: finished runs are kept; rerun the same command to complete the grid",
             file=sys.stderr,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -403,7 +404,8 @@ def type_name(hint: Any) -> str:
 
 
 def parse_key_values(items: list[str]) -> list[tuple[str, Any]]:
-    """Parse ``key=value`` strings; values become int, float, bool, None or stay strings."""
+    """Parse ``key=value`` strings; values become int, float (``nan``, ``inf`` and
+    ``-inf`` too), bool, None or stay strings."""
     pairs = []
     for item in items:
         key, sep, raw = item.partition("=")
@@ -413,11 +415,16 @@ def parse_key_values(items: list[str]) -> list[tuple[str, Any]]:
     return pairs
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
 def _literal(raw: str) -> Any:
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
         lowered = raw.lower()
+        if lowered in _NONFINITE:  # floats, so an env is probed with what the user meant
+            return _NONFINITE[lowered]
         if lowered in ("true", "false"):
             return lowered == "true"
         if lowered in ("none", "null"):

@@ -8,6 +8,10 @@ ignored action and a reset); SAME_STEP never produces one.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +61,7 @@ def env_factory(
                     f"{source} does not accept these env keyword arguments {kwargs}: {err}"
                 ) from None
 
+        make.env_id = source  # type: ignore[attr-defined] - lets check_env name a kwarg
         return make
     import_env_modules(modules)
     if isinstance(source, gym.Env):
@@ -230,7 +235,8 @@ def make_vector_env(
 
             envs = EnvPoolVectorEnv(env_id, n_envs, env_kwargs or {})
         elif mode == "async":
-            envs = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            shielded = [_IgnoreSignals(factory)] * n_envs
+            envs = AsyncVectorEnv(shielded, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
             envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     except EnvError:
@@ -239,6 +245,22 @@ def make_vector_env(
         raise EnvError(f"could not build the environment: {err}") from None
     check_spaces(envs.single_observation_space, envs.single_action_space)
     return envs
+
+
+class _IgnoreSignals:
+    """An env factory for AsyncVectorEnv's subprocesses that first makes the subprocess
+    ignore SIGINT and SIGTERM: they reach the whole process group (Ctrl-C) or job
+    (SLURM), and the training process, which handles them, closes its envs itself."""
+
+    def __init__(self, factory: Callable[[], gym.Env]):
+        self.factory = factory
+        self.parent = os.getpid()
+
+    def __call__(self) -> gym.Env:
+        if os.getpid() != self.parent:  # AsyncVectorEnv also builds one env in the parent
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return self.factory()
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space) -> None:
@@ -325,3 +347,61 @@ def check_finite(name: str, values: np.ndarray, env_id: str, step: int) -> None:
             f"{env_id} returned a non-finite {name} (NaN or Inf) at environment step {step}. "
             "Fix the environment, or wrap it to clip or replace such values."
         )
+
+
+def check_env(factory: Callable[[], gym.Env], env_kwargs: dict[str, Any] | None = None) -> None:
+    """Build one env with ``factory``, reset it and step it once with a fixed action, so
+    that an env that cannot run (a bad keyword argument, an assertion in its constructor,
+    a NaN physics constant) is refused before a run writes anything. Raises `EnvError`
+    naming the keyword argument responsible where dropping it alone makes the probe pass.
+    Never call this on a user's env instance: it would step the very env training uses."""
+    kwargs = dict(env_kwargs or {})
+    with warnings.catch_warnings():  # the probe's own warnings would repeat in training
+        warnings.simplefilter("ignore")
+        problem = _probe(factory)
+    if problem is None:
+        return
+    given = f" with env keyword arguments {kwargs}" if kwargs else ""
+    culprit = _culprit(factory, kwargs) if kwargs else None
+    blame = f" (the keyword argument {culprit}={kwargs[culprit]!r} is the cause)" if culprit else ""
+    raise EnvError(f"the environment cannot run{given}{blame}: {problem}")
+
+
+def _probe(factory: Callable[[], gym.Env]) -> str | None:
+    """None when one env builds, resets and steps with finite values; else what failed."""
+    env = None
+    try:
+        env = factory()
+        obs, _ = env.reset(seed=0)
+        check_spaces(env.observation_space, env.action_space)
+        if not np.all(np.isfinite(ObservationEncoder(env.observation_space)([obs]))):
+            return "reset returned a non-finite observation (NaN or Inf)"
+        env.action_space.seed(0)
+        obs, reward, *_ = env.step(env.action_space.sample())
+        if not np.all(np.isfinite(ObservationEncoder(env.observation_space)([obs]))):
+            return "its first step returned a non-finite observation (NaN or Inf)"
+        if not np.isfinite(float(reward)):
+            return f"its first step returned a non-finite reward ({reward})"
+    except Exception as err:  # noqa: BLE001 - any failure of the user's env is reported
+        if isinstance(err, EnvError):
+            return str(err)
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    finally:
+        if env is not None:
+            with contextlib.suppress(Exception):  # closing a broken env may fail too
+                env.close()
+    return None
+
+
+def _culprit(factory: Callable[[], gym.Env], kwargs: dict[str, Any]) -> str | None:
+    """The one keyword argument whose removal alone lets an env id's env run."""
+    source = getattr(factory, "env_id", None)
+    if source is None:
+        return None
+    for key in kwargs:
+        rest = {k: v for k, v in kwargs.items() if k != key}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if _probe(env_factory(source, rest)) is None:
+                return key
+    return None

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from trpo import rundir
 from trpo.config import Config
 
 FINAL_CHECKPOINT = "final.safetensors"
@@ -61,17 +64,38 @@ def run_cell(cell: Cell) -> CellResult:
     """Train one cell to completion in its run directory, continuing an interrupted run
     of the same settings from its last checkpoint."""
     from trpo.api import TRPO
+    from trpo.reproducibility import torch_threads
 
     started = time.perf_counter()
-    agent = _continued(cell)
-    if agent is None:
-        shutil.rmtree(cell.run_dir, ignore_errors=True)
-        agent = TRPO(config=cell.config, run_dir=cell.run_dir)
-    try:
-        agent.learn()
-    finally:
-        agent.close()
+    with rundir.RunDirLock(cell.run_dir):  # no other process may write the cell meanwhile
+        agent = _continued(cell)
+        if agent is None:
+            rundir.clear(cell.run_dir)
+            agent = TRPO(config=cell.config, run_dir=cell.run_dir)
+        try:
+            with torch_threads(agent.config.torch_threads):
+                agent.run.learn(agent.config.total_steps, stop=_stop_requested)
+        finally:
+            agent.close()
     return CellResult(cell, agent.score, time.perf_counter() - started)
+
+
+_stop: Any = None
+"""In a grid worker process: the parent's stop event (`_worker_init`)."""
+
+
+def _worker_init(stop: Any) -> None:
+    """A grid worker ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a scheduler's
+    SIGTERM reach every process of the group or job), so it never dies mid-write; its
+    parent stops it through ``stop``, and it ends after its running iteration, saved."""
+    global _stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _stop = stop
+
+
+def _stop_requested() -> bool:
+    return _stop is not None and _stop.is_set()
 
 
 def _continued(cell: Cell):
@@ -109,13 +133,39 @@ def run_grid(cells: list[Cell], workers: int, report: Callable[[str], None] = pr
         return todo
     # spawn, not fork: each worker starts clean (no inherited torch threads or env handles).
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+    stop = context.Event()
+    pool = ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=context, initializer=_worker_init, initargs=(stop,)
+    )
+    with pool, _TerminateAsInterrupt():
         futures = [pool.submit(run_cell, cell) for cell in todo]
         try:
             for index, future in enumerate(as_completed(futures), 1):
                 done(index, future.result())
         except BaseException:
+            stop.set()  # the running cells save after their iteration and end
             for future in futures:
                 future.cancel()
             raise
     return todo
+
+
+class _TerminateAsInterrupt:
+    """In the grid's parent (main thread): SIGTERM raises `Terminated`, so the parent
+    stops its workers (which ignore signals) as on Ctrl-C, waits for them and exits."""
+
+    def __enter__(self) -> _TerminateAsInterrupt:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    @staticmethod
+    def _handle(signum: int, frame: Any) -> None:
+        from trpo.run import Terminated
+
+        raise Terminated
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

@@ -6,6 +6,8 @@ Only the trainer logs; the math returns stats objects.
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +35,8 @@ class CSVLog:
             self.write(row)
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
+        # rows from an older checkpoint may lack a newer column: left empty
+        self._writer.writerow({k: _fmt(row.get(k, math.nan)) for k in self.columns})
         self._file.flush()
 
     def close(self) -> None:
@@ -49,19 +52,35 @@ def _fmt(value: Any) -> Any:
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of a metrics CSV as floats (empty cells become NaN)."""
-    with path.open(newline="") as f:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    """Rows of a metrics CSV as floats (empty cells become NaN). Damaged rows (a cell
+    that is not a number, too few or too many cells, undecodable bytes: a disk or copy
+    accident) are skipped with one warning naming how many."""
+    text = path.read_bytes().decode("utf-8", errors="replace").replace("\0", "")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    rows, damaged = [], 0
+    for cells in reader:
+        if not cells:
+            continue
+        try:
+            if len(cells) != len(header):
+                raise ValueError
+            rows.append({k: float(v) if v else math.nan for k, v in zip(header, cells)})
+        except ValueError:
+            damaged += 1
+    if damaged:
+        logging.getLogger("trpo").warning("%s: skipped %d damaged row(s)", path, damaged)
+    return rows
 
 
 class TensorBoardLog:
-    def __init__(self, directory: Path):
+    """``purge_step``: a resumed run's first step; events at or after it that an earlier
+    process wrote (after its last checkpoint) are hidden, so no step appears twice."""
+
+    def __init__(self, directory: Path, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(directory))
+        self._writer = SummaryWriter(log_dir=str(directory), purge_step=purge_step)
 
     def write(self, row: dict[str, Any], step: int) -> None:
         for key, value in row.items():

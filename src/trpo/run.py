@@ -4,6 +4,8 @@ TensorBoard, best/last/final checkpoints), interrupts and progress."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -11,12 +13,13 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
+from trpo import rundir
 from trpo.agent import Agent
 from trpo.checkpoint import State, provenance, save_checkpoint
 from trpo.config import Settings
@@ -55,9 +58,19 @@ class Run:
         self._evaluator: Evaluator | None = None
 
     def learn(
-        self, total_steps: int, callback: Callback | None = None, progress: bool = False
+        self,
+        total_steps: int,
+        callback: Callback | None = None,
+        progress: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
-        """Train until the run has taken ``total_steps`` environment steps in all."""
+        """Train until the run has taken ``total_steps`` environment steps in all.
+        ``stop()`` true after an iteration stops the run as Ctrl-C does (a grid's workers,
+        which ignore signals, are stopped so by their parent).
+
+        Ctrl-C (SIGINT) finishes the running iteration, saves ``last`` and raises
+        KeyboardInterrupt; SIGTERM abandons the running iteration, saves ``last`` from the
+        state after the last whole one and raises `Terminated` (see `_Signals`)."""
         if not isinstance(total_steps, int) or total_steps <= 0:
             raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
         trainer = self.trainer
@@ -65,25 +78,53 @@ class Run:
         bar = ProgressBar(total_steps, trainer.steps) if progress else None
         start = time.perf_counter()
         ending = "failed"  # what the run directory records if the loop raises
+        whole = self._snapshot() if outputs is not None else None
         try:
-            with _InterruptAfterIteration() as interrupt:
-                while trainer.steps < total_steps and not interrupt.requested:
-                    stats = self._iteration(start)
-                    self.metrics.append(stats.row())
-                    if outputs is not None:
-                        outputs.write(stats, self.metrics[-1])
-                    if bar is not None:
-                        bar.update(trainer.steps, stats.fps, stats.episode_return, stats.policy.kl)
-                    if callback is not None and callback(stats) is False:
-                        break
-                ending = "interrupted" if interrupt.requested else "finished"
+            with _Signals() as signals:
+                try:
+                    while trainer.steps < total_steps and not signals.interrupted:
+                        if stop is not None and stop():
+                            signals.interrupted = True
+                            break
+                        stats = self._iteration(start)
+                        with signals.deferred():  # a SIGTERM waits for the records
+                            self.metrics.append(stats.row())
+                            if outputs is not None:
+                                outputs.write(stats, self.metrics[-1])
+                                whole = self._snapshot()
+                        if bar is not None:
+                            bar.update(
+                                trainer.steps, stats.fps, stats.episode_return, stats.policy.kl
+                            )
+                        if callback is not None and callback(stats) is False:
+                            break
+                    ending = "interrupted" if signals.interrupted else "finished"
+                except _TerminateNow:
+                    ending = "terminated"
         finally:
             if bar is not None:
                 bar.close()
             if outputs is not None:
-                outputs.close(ending)
+                outputs.close(ending, whole)
         if ending == "interrupted":
             raise KeyboardInterrupt
+        if ending == "terminated":
+            saved = whole[1]["trainer"][1]["counters"] if whole is not None else None
+            raise Terminated(saved)
+
+    def _snapshot(self) -> tuple[Path, dict[str, State]]:
+        """The state after the last whole iteration, copied, so that a SIGTERM can save
+        it however far the next iteration has gone (it changes the weights, statistics,
+        random streams and envs in place). Parameters are cloned: a copy of the networks
+        per iteration, small beside the batch."""
+        parts = self._components()
+        tensors_run, meta_run = parts.pop("run")
+        copied = {
+            name: ({k: v.detach().clone() for k, v in t.items()}, copy.deepcopy(m))
+            for name, (t, m) in parts.items()
+        }
+        copied["run"] = (tensors_run, {**meta_run, "metrics": list(meta_run["metrics"])})
+        return self.run_dir / "last.safetensors", copied
 
     def _iteration(self, start: float) -> IterationStats:
         stats = self.trainer.iterate()
@@ -137,14 +178,14 @@ class Run:
 
     def save(self, path: str | Path) -> None:
         """Everything needed to predict and to continue training, in one checkpoint."""
-        save_checkpoint(
-            path,
-            {
-                "agent": self.agent.state_dict(),
-                "trainer": self.trainer.state_dict(),
-                "run": self.state_dict(),
-            },
-        )
+        save_checkpoint(path, self._components())
+
+    def _components(self) -> dict[str, State]:
+        return {
+            "agent": self.agent.state_dict(),
+            "trainer": self.trainer.state_dict(),
+            "run": self.state_dict(),
+        }
 
     def restore(self, checkpoint) -> bool:
         """Continue the run saved in ``checkpoint`` (from `load_checkpoint`), whose agent
@@ -165,14 +206,25 @@ class _RunOutputs:
     def __init__(self, run: Run):
         self.run = run
         self.dir = run.run_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        rundir.acquire(self.dir)  # before anything is written: one writer per directory
+        try:
+            self._open()
+        except BaseException:
+            rundir.release(self.dir)
+            raise
+
+    def _open(self) -> None:
+        run = self.run
         (self.dir / "config.json").write_text(run.agent.config.to_json())
         settings = json.dumps(run.settings.to_dict(), indent=2, default=str)
         (self.dir / "settings.json").write_text(settings)
         (self.dir / "provenance.json").write_text(json.dumps(provenance(), indent=2))
         self.csv = CSVLog(self.dir / METRICS_FILE, IterationStats.columns(), run.metrics)
         tensorboard = run.agent.config.tensorboard
-        self.tensorboard = TensorBoardLog(self.dir / "tb") if tensorboard else None
+        # a resumed run's events continue after its checkpoint's step: TensorBoard hides
+        # those a killed process wrote after it
+        purge = run.trainer.steps + 1 if run.trainer.steps else None
+        self.tensorboard = TensorBoardLog(self.dir / "tb", purge) if tensorboard else None
 
     def write(self, stats: IterationStats, row: dict[str, Any]) -> None:
         self.csv.write(row)
@@ -186,41 +238,87 @@ class _RunOutputs:
         if every and run.trainer.iteration % every == 0:
             run.save(self.dir / "last.safetensors")
 
-    def close(self, ending: str) -> None:
+    def close(self, ending: str, whole: tuple[Path, dict[str, State]] | None = None) -> None:
         """``ending``: finished (last + final checkpoints), interrupted (last: the state
-        after the last whole iteration) or failed (nothing: the state may be mid-iteration,
-        the previous periodic checkpoint stays)."""
-        if ending in ("finished", "interrupted"):
-            self.run.save(self.dir / "last.safetensors")
-        if ending == "finished":
-            self.run.save(self.dir / "final.safetensors")
-        self.csv.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        after the last whole iteration), terminated (last from ``whole``, the snapshot of
+        that state) or failed (nothing: the state may be mid-iteration, the previous
+        periodic checkpoint stays). Frees the directory's lock in any case."""
+        try:
+            if ending in ("finished", "interrupted"):
+                self.run.save(self.dir / "last.safetensors")
+            if ending == "finished":
+                self.run.save(self.dir / "final.safetensors")
+            if ending == "terminated" and whole is not None:
+                save_checkpoint(*whole)
+            self.csv.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        finally:
+            rundir.release(self.dir)
 
 
-class _InterruptAfterIteration:
-    """The first Ctrl-C (SIGINT) lets the running iteration finish, so the run stops at
-    a state a checkpoint can hold exactly; a second one interrupts at once. Only in the
-    main thread, where Python delivers signals; elsewhere Ctrl-C behaves as usual."""
+class Terminated(KeyboardInterrupt):
+    """The run stopped on SIGTERM; ``last`` holds the state after its last whole
+    iteration (``saved``: that state's counters, None without a run directory)."""
+
+    def __init__(self, saved: dict[str, int] | None = None):
+        super().__init__("terminated")
+        self.saved = saved
+
+
+class _TerminateNow(BaseException):
+    """Raised by the SIGTERM handler in the middle of an iteration to abandon it."""
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM during `Run.learn`, in the main thread (where Python delivers
+    signals; elsewhere they behave as usual).
+
+    SIGINT: the running iteration finishes, so the run stops at a state a checkpoint can
+    hold exactly; a second one interrupts at once. SIGTERM (schedulers, SLURM, systemd,
+    `docker stop`; a hard kill follows after ~30 s): the running iteration is abandoned
+    at once, evaluation included, by raising out of it; the run then saves the snapshot
+    of the state after the last whole iteration. Only the run's own writes (metrics row,
+    checkpoints, snapshot) defer it until they are done (`deferred`). A signal the
+    process ignores (SIG_IGN, as in trpo's grid workers) stays ignored."""
 
     def __init__(self):
-        self.requested = False
-        self._installed = False
-        self._previous: Any = None
+        self.interrupted = False
+        self.terminated = False
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _InterruptAfterIteration:
+    def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum, handler in (
+                (signal.SIGINT, self._interrupt),
+                (signal.SIGTERM, self._terminate),
+            ):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, handler)
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.interrupted:
             raise KeyboardInterrupt
-        self.requested = True
+        self.interrupted = True
         log.warning("interrupt: stopping after this iteration (Ctrl-C again to stop now)")
 
+    def _terminate(self, signum: int, frame: Any) -> None:
+        self.terminated = True
+        if not self._deferring:
+            raise _TerminateNow
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self.terminated:
+            raise _TerminateNow
+
     def __exit__(self, *exc_info: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)

@@ -104,12 +104,17 @@ class Trainer:
         self.iteration += 1
         self.steps += batch.n_transitions
         self.episodes += len(batch.episode_returns)
-        if not step.accepted:
+        if step.zero_gradient:
+            log.info(
+                "iteration %d: zero policy gradient (all advantages 0), no step taken",
+                self.iteration,
+            )
+        elif not step.accepted:
             log.log(
                 logging.WARNING if step.nonfinite else logging.INFO,
                 "iteration %d: step rejected%s, parameters unchanged",
                 self.iteration,
-                " (NaN/Inf in the gradient or step)" if step.nonfinite else "",
+                " (NaN/Inf in the gradient, step or KL)" if step.nonfinite else "",
             )
         return self._stats(batch, step, value, (t0, t1, t2, t3, t4))
 

@@ -59,7 +59,10 @@ class StepStats:
     """Mean policy entropy over the batch's states at θk."""
     grad_norm: float
     nonfinite: bool
-    """True when g, x or the step was NaN/Inf and the step was rejected for it."""
+    """True when g, x, the step or its KL was NaN/Inf and the step was rejected for it."""
+    zero_gradient: bool = False
+    """True when g was exactly zero (e.g. every advantage 0: all episodes alike): there is
+    no direction to step in, so no step was taken (accepted is False, θ is θk)."""
 
 
 def policy_step(
@@ -96,6 +99,22 @@ def policy_step(
     surrogate_at_old = surrogate(policy(obs))
     surrogate_old = surrogate_at_old.detach()
     g = flat_grad(surrogate_at_old, params)
+    if bool(torch.isfinite(g).all()) and not bool(g.any()):
+        # CG would return x = 0 and sqrt(2δ / xᵀHx)·x would be 0/0: no step, reported as such
+        return StepStats(
+            accepted=False,
+            backtracks=0,
+            kl=0.0,
+            kl_per_dim=0.0,
+            expected_improvement=0.0,
+            surrogate_improvement=0.0,
+            cg_residual=0.0,
+            cg_iterations=0,
+            entropy=entropy,
+            grad_norm=0.0,
+            nonfinite=False,
+            zero_gradient=True,
+        )
 
     if config.algo == "vpg":
         step = config.vpg_lr * g
@@ -128,6 +147,8 @@ def policy_step(
     else:  # npg, kl_penalty and vpg take the step whatever it does to the KL
         accepted, backtracks = True, 0
         improvement, kl = evaluate(theta_old + step)
+        if not (math.isfinite(kl) and math.isfinite(improvement)):  # the step overflowed
+            accepted, nonfinite = False, True
     assign_flat(theta_old + step if accepted else theta_old, params)
 
     return StepStats(

@@ -13,7 +13,8 @@ import torch
 
 from trpo import TRPO, resources
 from trpo.cli import main
-from trpo.config import Config, parse_key_values
+from trpo.config import Config
+from trpo.config_text import parse_key_values
 from trpo.envs import EnvError
 from trpo.resources import InsufficientMemoryError, memory_estimate
 from trpo.update import policy_step

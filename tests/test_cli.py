@@ -23,9 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trpo.cli
+import trpo.commands
 from trpo.checkpoint import FORMAT_VERSION
 from trpo.cli import main
-from trpo.config import Config, parse_value
+from trpo.config import Config
+from trpo.config_text import parse_value
 from trpo.presets import PRESETS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -232,7 +234,7 @@ def test_pendulum_run_uses_its_preset(tmp_path):
 
 def test_no_preset_keeps_the_defaults(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(trpo.cli, "_train", lambda agent, *rest: seen.append(agent) or 0)
+    monkeypatch.setattr(trpo.commands, "_train", lambda agent, *rest: seen.append(agent) or 0)
 
     rc = main(["train", "Pendulum-v1", "--no-preset", "--steps", "1024", *TINY])
 
@@ -549,7 +551,9 @@ PLAUSIBLE_VALUES = ["0", "1", "2", "-1", "0.5", "1e-3", "nan", "true", "off", "6
 )
 def test_any_set_is_accepted_or_one_clean_error(monkeypatch, capsys, key, value):
     built = []
-    monkeypatch.setattr(trpo.cli, "_train", lambda agent, run_dir, args: built.append(agent) or 0)
+    monkeypatch.setattr(
+        trpo.commands, "_train", lambda agent, run_dir, args: built.append(agent) or 0
+    )
     capsys.readouterr()
 
     # --set=... keeps argparse from reading a key that starts with '-' as an option.
@@ -587,7 +591,7 @@ TOKENS = [
 @given(argv=st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=6)), max_size=7))
 def test_any_argument_list_works_or_is_one_clean_error(monkeypatch, capsys, argv):
     # Training and comparing are replaced by no-ops: this is about argument handling.
-    monkeypatch.setattr(trpo.cli, "_train", lambda agent, run_dir, args: agent.close() or 0)
+    monkeypatch.setattr(trpo.commands, "_train", lambda agent, run_dir, args: agent.close() or 0)
     monkeypatch.setattr("trpo.grid.run_grid", lambda cells, workers: [])
     monkeypatch.setattr("trpo.compare.write_report", lambda out, cells, command: [])
     capsys.readouterr()

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from trpo.cli import config_table
+from trpo.config_text import config_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

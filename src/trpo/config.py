@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -180,16 +178,20 @@ class Config:
         return [f.name for f in dataclasses.fields(cls)]
 
     def replace(self, **changes: Any) -> Config:
+        from trpo.config_text import unknown_message  # it renders Config: imported late
+
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
-            raise ConfigError(_unknown_message(unknown))
+            raise ConfigError(unknown_message(unknown))
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, pairs: dict[str, str]) -> Config:
         """Apply ``key -> string value`` overrides, parsing each value by the field's type."""
+        from trpo.config_text import parse_value, unknown_message
+
         unknown = sorted(set(pairs) - set(self.field_names()))
         if unknown:
-            raise ConfigError(_unknown_message(unknown))
+            raise ConfigError(unknown_message(unknown))
         hints = typing.get_type_hints(Config)
         return self.replace(**{k: parse_value(k, v, hints[k]) for k, v in pairs.items()})
 
@@ -201,24 +203,15 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
+        from trpo.config_text import check_type, unknown_message
+
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ConfigError(_unknown_message(unknown))
+            raise ConfigError(unknown_message(unknown))
         hints = typing.get_type_hints(Config)
         for key, value in values.items():
-            _check_type(key, value, hints[key])
+            check_type(key, value, hints[key])
         return cls(**values)
-
-
-def _unknown_message(unknown: list[str]) -> str:
-    import difflib
-
-    parts = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, Config.field_names(), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        parts.append(f"unknown setting '{key}'{hint}")
-    return "; ".join(parts) + ". Run `trpo train --help-config` to list the settings."
 
 
 def _coerce_sequences(config: Config) -> None:
@@ -330,127 +323,6 @@ def _finite_number(value: Any) -> bool:
     )
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_value(key: str, text: str, hint: Any) -> Any:
-    """Parse the string ``text`` as the type ``hint`` of setting ``key``."""
-    origin = typing.get_origin(hint)
-    try:
-        if hint is bool:
-            lowered = text.strip().lower()
-            if lowered in _TRUE | _FALSE:
-                return lowered in _TRUE
-            raise ValueError
-        if hint is int:
-            return int(text.replace("_", ""))
-        if hint is float:
-            return float(text)
-        if hint is str:
-            return text
-        if origin is Literal:
-            if text in typing.get_args(hint):
-                return text
-            raise ValueError
-        if origin is tuple:
-            items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
-            item_type = typing.get_args(hint)[0]
-            return tuple(item_type(s.strip()) for s in items)
-        if origin is dict:
-            return dict(parse_key_values([s for s in text.split(",") if s.strip()]))
-    except ValueError:
-        pass
-    raise ConfigError(f"setting '{key}' expects {type_name(hint)}, got {text!r}")
-
-
-def _check_type(key: str, value: Any, hint: Any) -> None:
-    origin = typing.get_origin(hint)
-    ok = True
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif hint is str or origin is Literal:
-        ok = isinstance(value, str)
-    elif origin is tuple:
-        ok = isinstance(value, list | tuple)
-    elif origin is dict:
-        ok = isinstance(value, dict)
-    if not ok:
-        raise ConfigError(f"setting '{key}' expects {type_name(hint)}, got {value!r}")
-
-
-def type_name(hint: Any) -> str:
-    """How a type reads in messages and in the settings table."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(typing.get_args(hint))
-    if origin is tuple and typing.get_args(hint)[0] is str:
-        return "comma-separated names"
-    if origin is tuple:
-        return "comma-separated integers, e.g. 64,64"
-    if origin is dict:
-        return "key=value pairs"
-    if isinstance(hint, type):
-        return {"bool": "true/false", "int": "an integer", "float": "a number"}.get(
-            hint.__name__, hint.__name__
-        )
-    if isinstance(hint, types.UnionType):
-        return str(hint)
-    return str(hint)
-
-
-def parse_key_values(items: list[str]) -> list[tuple[str, Any]]:
-    """Parse ``key=value`` strings; values become int, float (``nan``, ``inf`` and
-    ``-inf`` too), bool, None or stay strings."""
-    pairs = []
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"expected key=value, got {item!r}")
-        pairs.append((key.strip(), _literal(raw.strip())))
-    return pairs
-
-
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
-
-
-def _literal(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        lowered = raw.lower()
-        if lowered in _NONFINITE:  # floats, so an env is probed with what the user meant
-            return _NONFINITE[lowered]
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        if lowered in ("none", "null"):
-            return None
-        return raw
-
-
-def field_docs() -> dict[str, str]:
-    """The docstring written under each Config field (for --help-config and the README)."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(Config))
-    body = tree.body[0].body
-    docs = {}
-    for node, following in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-        ):
-            docs[node.target.id] = " ".join(str(following.value.value).split())
-    return docs
-
-
 SettingSource = Literal["preset", "file", "set", "argument", "config"]
 """Where a setting's value came from: the env's preset, a settings file, ``--set``, a
 keyword argument or flag, or a whole `Config` passed as such."""
@@ -532,7 +404,9 @@ def resolve_settings(
     if file_values is not None:
         unknown = sorted(set(file_values) - set(Config.field_names()))
         if unknown:
-            raise ConfigError(_unknown_message(unknown))
+            from trpo.config_text import unknown_message
+
+            raise ConfigError(unknown_message(unknown))
         checked = Config.from_dict({**settings.config.to_dict(), **file_values})
         settings = settings.replace("file", **{k: getattr(checked, k) for k in file_values})
     if set_pairs:

@@ -120,8 +120,8 @@ def test_memory_estimate_counts_parameters_batch_and_activations():
 
 def test_predict_checks_the_observation_shape():
     agent = TRPO("CartPole-v1", n_envs=1, steps_per_iter=64)
-    assert np.shape(agent.predict(np.zeros(4))) == ()
-    assert np.shape(agent.predict(np.zeros((3, 4)))) == (3,)
+    assert np.shape(agent.predict(np.zeros(4))[0]) == ()
+    assert np.shape(agent.predict(np.zeros((3, 4)))[0]) == (3,)
     with pytest.raises(
         ValueError, match=r"shape \(4,\) or a batch of shape \(B, 4\), got shape \(3,\)"
     ):

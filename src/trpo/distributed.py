@@ -274,9 +274,6 @@ class RayCollector:
         self._states = shares
         return all(restored)
 
-    def pids(self) -> list[int]:
-        return self._ray.get([worker.pid.remote() for worker in self.workers])
-
     def close(self) -> None:
         for worker in self.workers:
             self._ray.kill(worker)

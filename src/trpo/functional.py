@@ -58,7 +58,6 @@ def gae(
 class CGResult:
     x: Tensor
     iterations: int
-    residual_norm_sq: float
 
 
 def conjugate_gradient(
@@ -88,7 +87,7 @@ def conjugate_gradient(
         p = r + (new_r_dot_r / r_dot_r) * p
         r_dot_r = new_r_dot_r
         iterations += 1
-    return CGResult(x=x, iterations=iterations, residual_norm_sq=float(r_dot_r))
+    return CGResult(x=x, iterations=iterations)
 
 
 def flat_grad(output: Tensor, params: Sequence[Tensor], **kwargs) -> Tensor:
@@ -154,8 +153,6 @@ def gauss_newton_fisher_vector_product(
 
 @dataclass(frozen=True)
 class LineSearchResult:
-    params: Tensor
-    """The accepted parameters, or θk when no candidate qualified."""
     accepted: bool
     backtracks: int
     """Shrinks applied to the accepted step (backtrack_iters when none was accepted)."""
@@ -186,8 +183,8 @@ def backtracking_line_search(
         candidate = theta_old + fraction * full_step
         improvement, kl = evaluate(candidate)
         if _finite(improvement) and _finite(kl) and kl <= max_kl and improvement > 0:
-            return LineSearchResult(candidate, True, j, fraction, kl, improvement)
-    return LineSearchResult(theta_old, False, max_backtracks, 0.0, 0.0, 0.0)
+            return LineSearchResult(True, j, fraction, kl, improvement)
+    return LineSearchResult(False, max_backtracks, 0.0, 0.0, 0.0)
 
 
 def _finite(value: float) -> bool:

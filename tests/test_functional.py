@@ -354,7 +354,6 @@ def test_line_search_accepts_full_step_when_it_qualifies():
     assert result.accepted
     assert result.backtracks == 0
     assert result.step_fraction == 1.0
-    torch.testing.assert_close(THETA_OLD + result.step_fraction * FULL_STEP, THETA_OLD + FULL_STEP)
     assert result.kl == pytest.approx(0.25)  # KL == max_kl still qualifies
     assert result.improvement == pytest.approx(0.7)
     assert len(model.candidates) == 1
@@ -372,9 +371,6 @@ def test_line_search_picks_the_first_qualifying_fraction():
     assert result.accepted
     assert result.backtracks == 3
     assert result.step_fraction == pytest.approx(0.8**3)
-    torch.testing.assert_close(
-        THETA_OLD + result.step_fraction * FULL_STEP, THETA_OLD + 0.8**3 * FULL_STEP
-    )
     # Candidates were tried largest first and the search stopped at the first fit.
     tried = [(c - THETA_OLD).norm().item() / FULL_STEP.norm().item() for c in model.candidates]
     assert tried == pytest.approx([1.0, 0.8, 0.8**2, 0.8**3])

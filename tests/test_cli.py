@@ -95,6 +95,7 @@ def test_train_writes_run_directory(tmp_path, capsys):
     expected = {
         "config.json",
         "settings.json",
+        "run.lock",
         "metrics.csv",
         "provenance.json",
         "final.safetensors",
@@ -552,7 +553,7 @@ PLAUSIBLE_VALUES = ["0", "1", "2", "-1", "0.5", "1e-3", "nan", "true", "off", "6
 def test_any_set_is_accepted_or_one_clean_error(monkeypatch, capsys, key, value):
     built = []
     monkeypatch.setattr(
-        trpo.commands, "_train", lambda agent, run_dir, args: built.append(agent) or 0
+        trpo.commands, "_train", lambda agent, *rest: built.append(agent) or 0
     )
     capsys.readouterr()
 
@@ -591,7 +592,7 @@ TOKENS = [
 @given(argv=st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=6)), max_size=7))
 def test_any_argument_list_works_or_is_one_clean_error(monkeypatch, capsys, argv):
     # Training and comparing are replaced by no-ops: this is about argument handling.
-    monkeypatch.setattr(trpo.commands, "_train", lambda agent, run_dir, args: agent.close() or 0)
+    monkeypatch.setattr(trpo.commands, "_train", lambda agent, *rest: agent.close() or 0)
     monkeypatch.setattr("trpo.grid.run_grid", lambda cells, workers: [])
     monkeypatch.setattr("trpo.compare.write_report", lambda out, cells, command: [])
     capsys.readouterr()

@@ -14,21 +14,17 @@ import numpy as np
 from torch import nn
 
 from trpo.agent import Agent
-from trpo.checkpoint import Checkpoint, CheckpointError, load_checkpoint, same_space
-from trpo.config import Config, ConfigError, Settings, resolve_settings
-from trpo.env_plan import CUSTOM_ENV_ID, env_id_of, plan_envs
+from trpo.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from trpo.config import Config, Settings, resolve_settings
+from trpo.env_plan import CUSTOM_ENV_ID, check_same_spaces, env_id_of, open_envs, plan_envs
 from trpo.envs import (
     EnvSource,
-    ObservationEncoder,
-    check_env,
-    env_factory,
 )
 from trpo.evaluate import EvalResult
 from trpo.metrics import Callback
 from trpo.reproducibility import torch_threads
-from trpo.resources import check_memory, head_size
 from trpo.run import Run
-from trpo.sb3 import SB3_POLICIES, check_callback, check_policy_name, target_steps
+from trpo.sb3 import check_callback, sb3_arguments, target_steps
 from trpo.trainer import Trainer
 
 log = logging.getLogger("trpo")
@@ -65,29 +61,11 @@ class TRPO:
         force: bool = False,
         **overrides: Any,
     ):
-        if isinstance(env, str) and env in SB3_POLICIES:  # SB3's TRPO("MlpPolicy", env)
-            policy, env, config = env, config, None
-        if isinstance(policy, str):
-            check_policy_name(policy)
-            policy = None
-        if config is not None and not isinstance(config, Config | Settings):
-            raise TypeError(f"config must be a trpo Config, got {config!r}")
+        policy, env, config = sb3_arguments(policy, env, config)
         settings = _resolve(env, config, preset, overrides)
-        if env is None:
-            env = settings.config.env_id
-        config = settings.config
-        if not isinstance(env, gym.Env):  # refuse an env that cannot run before any output
-            check_env(env_factory(env, config.env_kwargs, config.env_modules), config.env_kwargs)
-        settings, plan = plan_envs(env, eval_env, settings, settings.user_set)
-        envs = plan.training_envs(settings.config)
+        env = settings.config.env_id if env is None else env
+        settings, plan, envs = open_envs(env, eval_env, settings, force)
         spaces = envs.single_observation_space, envs.single_action_space
-        if not force:
-            try:
-                encoded = ObservationEncoder(spaces[0]).dim
-                check_memory(settings.config, encoded, head_size(spaces[1]))
-            except ConfigError:
-                envs.close()
-                raise
         self.agent = Agent(*spaces, settings.config, policy, value_fn)
         self._env, self._run_dir, self._checkpoint = env, run_dir, None
         self._eval_env, self._settings, self._plan = eval_env, settings, plan
@@ -133,16 +111,7 @@ class TRPO:
             self.agent.config, self._settings = settings.config, settings
         config, plan = agent.config, self._plan
         envs = envs or plan.training_envs(config)
-        if not (
-            same_space(envs.single_observation_space, agent.observation_space)
-            and same_space(envs.single_action_space, agent.action_space)
-        ):
-            envs.close()
-            raise CheckpointError(
-                f"the agent was trained on observation space {agent.observation_space} and "
-                f"action space {agent.action_space}, but the env has "
-                f"{envs.single_observation_space} and {envs.single_action_space}"
-            )
+        check_same_spaces(envs, agent.observation_space, agent.action_space)
         if config.backend == "ray":  # the local envs only told the spaces
             envs.close()
             envs = None

@@ -10,8 +10,18 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
-from trpo.config import Config, Settings
-from trpo.envs import EnvError, EnvSource, copy_factory, env_factory, make_vector_env
+from trpo.checkpoint import CheckpointError, same_space
+from trpo.config import Config, ConfigError, Settings
+from trpo.envs import (
+    EnvError,
+    EnvSource,
+    ObservationEncoder,
+    check_env,
+    copy_factory,
+    env_factory,
+    make_vector_env,
+)
+from trpo.resources import check_memory, head_size
 
 log = logging.getLogger("trpo")
 
@@ -133,3 +143,40 @@ def _eval_envs(
     if callable(eval_env):
         return env_factory(eval_env, modules=config.env_modules), None
     raise EnvError(f"eval_env must be an env id, instance or factory, got {eval_env!r}")
+
+
+def open_envs(
+    env: EnvSource, eval_env: EnvSource | None, settings: Settings, force: bool
+) -> tuple[Settings, EnvPlan, gym.vector.VectorEnv]:
+    """The training envs of a new run, after the checks that must come first: an env id
+    or factory built, reset and stepped once (`trpo.envs.check_env`), and, unless
+    ``force``, the memory the settings need against what is available."""
+    config = settings.config
+    if not isinstance(env, gym.Env):  # refuse an env that cannot run before any output
+        check_env(env_factory(env, config.env_kwargs, config.env_modules), config.env_kwargs)
+    settings, plan = plan_envs(env, eval_env, settings, settings.user_set)
+    envs = plan.training_envs(settings.config)
+    if not force:
+        try:
+            encoded = ObservationEncoder(envs.single_observation_space).dim
+            check_memory(settings.config, encoded, head_size(envs.single_action_space))
+        except ConfigError:
+            envs.close()
+            raise
+    return settings, plan, envs
+
+
+def check_same_spaces(
+    envs: gym.vector.VectorEnv, observation_space: gym.Space, action_space: gym.Space
+) -> None:
+    """Refuse (closing ``envs``) envs whose spaces are not those an agent was made for."""
+    if not (
+        same_space(envs.single_observation_space, observation_space)
+        and same_space(envs.single_action_space, action_space)
+    ):
+        envs.close()
+        raise CheckpointError(
+            f"the agent was trained on observation space {observation_space} and action "
+            f"space {action_space}, but the env has {envs.single_observation_space} and "
+            f"{envs.single_action_space}"
+        )

@@ -197,9 +197,10 @@ def check_env_id(env_id: str, modules: tuple[str, ...] | list[str] = ()) -> None
     register_family(name)
     if name in gym.registry:
         return
-    hint = did_you_mean(name, gym.registry) + family_hint(name)
-    if not module and not modules and not hint:
-        hint = (
+    family = family_hint(name)
+    hint = did_you_mean(name, gym.registry) + family
+    if not module and not modules and not family:
+        hint += (
             " Your own env: register it in a module and pass `--import MODULE` (or `MODULE:EnvId`)."
         )
     raise EnvError(f"unknown environment id '{env_id}'.{hint}")
@@ -235,7 +236,7 @@ def make_vector_env(
 
             envs = EnvPoolVectorEnv(env_id, n_envs, env_kwargs or {})
         elif mode == "async":
-            shielded = [_IgnoreSignals(factory)] * n_envs
+            shielded = [_IgnoreSignals(fn) for fn in fns]
             envs = AsyncVectorEnv(shielded, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
             envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

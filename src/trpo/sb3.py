@@ -72,3 +72,19 @@ def target_steps(
             done,
         )
     return total
+
+
+def sb3_arguments(policy: Any, env: Any, config: Any) -> tuple[Any, Any, Any]:
+    """``(policy, env, config)`` as trpo takes them from what an SB3 user wrote:
+    ``TRPO("MlpPolicy", env)`` moves the env to its place, a policy name becomes the
+    default networks (None) or is refused saying why, and a ``config`` must be trpo's."""
+    from trpo.config import Config, Settings
+
+    if isinstance(env, str) and env in SB3_POLICIES:  # SB3's TRPO("MlpPolicy", env)
+        policy, env, config = env, config, None
+    if isinstance(policy, str):
+        check_policy_name(policy)
+        policy = None
+    if config is not None and not isinstance(config, Config | Settings):
+        raise TypeError(f"config must be a trpo Config, got {config!r}")
+    return policy, env, config

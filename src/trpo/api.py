@@ -118,16 +118,11 @@ class TRPO:
         trainer = Trainer(agent, config, envs, plan.copies or plan.first)
         self._run = Run(trainer, plan.eval_factory, self._run_dir, plan.eval_copies, self._settings)
         if self._checkpoint is not None:
-            _restore(self._run, self._checkpoint)
+            self._run.restore(self._checkpoint)
         return self._run
 
-    @property
-    def run(self) -> Run:
-        return self._run or self._start_run()
-
-    @property
-    def trainer(self) -> Trainer:
-        return self.run.trainer
+    run = property(lambda self: self._run or self._start_run(), doc="The `Run` (built on use).")
+    trainer = property(lambda self: self.run.trainer, doc="The `Trainer` (built on use).")
 
     def learn(
         self,
@@ -144,13 +139,8 @@ class TRPO:
         ``callback(stats)`` runs after every iteration; returning False stops training
         after that iteration. With ``progress`` a live progress bar is shown. torch runs on
         ``config.torch_threads`` threads during the call and as before it afterwards.
-
-        Stable-Baselines3's names keep SB3's meaning: ``total_timesteps=N`` trains N more
-        steps (whole iterations, so up to one batch more, as SB3's on-policy algorithms
-        do); ``reset_num_timesteps`` (default True) restarts `num_timesteps` from 0 for
-        this call, while `steps` (the run's total, in metrics and checkpoints) goes on;
-        ``progress_bar`` is ``progress``. A positional count with ``reset_num_timesteps``
-        given is read as SB3 reads it too."""
+        SB3's keywords keep SB3's meaning (`trpo.sb3.target_steps`): ``total_timesteps=N``
+        trains N more; ``reset_num_timesteps`` restarts `num_timesteps` (not `steps`)."""
         if progress_bar is not None:
             progress = progress_bar
         check_callback(callback)
@@ -171,12 +161,10 @@ class TRPO:
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, Any]:
-        """``(action(s), state)`` for raw observation(s), as Stable-Baselines3's
-        ``predict`` returns them: ``state`` and ``episode_start`` are for recurrent
-        policies, which trpo has not, so ``state`` comes back as given. Deterministic by
-        default (the policy's mode, as evaluation and `trpo export` act; SB3's default is
-        sampling, and its ``evaluate_policy`` asks for deterministic explicitly). The
-        action alone: ``agent.agent.predict(obs)``."""
+        """``(action(s), state)`` for raw observation(s), as SB3's ``predict`` returns
+        them (``state`` comes back as given: no recurrent policies). Deterministic by
+        default, as evaluation and `trpo export` act (SB3's default samples; its
+        ``evaluate_policy`` asks explicitly). The action alone: ``agent.agent.predict``."""
         return self.agent.predict(observation, deterministic), state
 
     def evaluate(self, episodes: int | None = None, seed: int | None = None) -> EvalResult:
@@ -190,20 +178,14 @@ class TRPO:
             self._run.close()
 
     def get_env(self) -> gym.vector.VectorEnv | None:
-        """The training envs (SB3's ``get_env``): a Gymnasium vector env (whose ``reset``
-        returns ``(obs, info)``), or None when they live on Ray actors."""
+        """The training vector env (SB3's ``get_env``; None on Ray actors)."""
         return getattr(self.trainer.collector, "envs", None)
 
-    @property
-    def num_timesteps(self) -> int:
-        """SB3's counter: the steps taken since the last ``learn(...,
-        reset_num_timesteps=True)`` (the run's total `steps` before any such call)."""
-        return self.trainer.steps - self._timestep_base
-
-    @property
-    def settings(self) -> Settings:
-        """How `config` was resolved: the preset used and the settings you gave."""
-        return self._settings
+    num_timesteps = property(
+        lambda self: self.trainer.steps - self._timestep_base,
+        doc="SB3's counter: steps since the last ``learn(..., reset_num_timesteps=True)``.",
+    )
+    settings = property(lambda self: self._settings, doc="The preset and settings you gave.")
 
     config = property(lambda self: self.agent.config, doc="The run's settings (`Config`).")
     observation_space = property(lambda self: self.agent.observation_space)
@@ -255,18 +237,3 @@ def _saved_settings(checkpoint: Checkpoint, config: Config) -> Settings:
     sources = {k: v for k, v in saved["sources"].items() if k in fields}
     preset = saved.get("preset") if isinstance(saved.get("preset"), str) else None
     return Settings(config, preset, sources)
-
-
-def _restore(run: Run, checkpoint: Checkpoint) -> None:
-    try:
-        continued = run.restore(checkpoint)
-    except (KeyError, RuntimeError, ValueError, TypeError, OverflowError) as err:
-        raise CheckpointError(
-            f"{checkpoint.path}: checkpoint contents do not fit the run ({err})"
-        ) from None
-    if not continued:
-        log.warning(
-            "the envs' internal state could not be saved or restored (env type outside "
-            "classic control and MuJoCo, async envs, or another n_envs), so the resumed "
-            "run starts new episodes: the continuation is not bit-identical"
-        )

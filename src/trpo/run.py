@@ -21,7 +21,7 @@ import gymnasium as gym
 
 from trpo import rundir
 from trpo.agent import Agent
-from trpo.checkpoint import State, provenance, save_checkpoint
+from trpo.checkpoint import Checkpoint, CheckpointError, State, provenance, save_checkpoint
 from trpo.config import Settings
 from trpo.envs import EnvError
 from trpo.evaluate import EVAL_SEED_OFFSET, EvalResult, Evaluator
@@ -187,12 +187,22 @@ class Run:
             "run": self.state_dict(),
         }
 
-    def restore(self, checkpoint) -> bool:
+    def restore(self, checkpoint: Checkpoint) -> None:
         """Continue the run saved in ``checkpoint`` (from `load_checkpoint`), whose agent
-        this run's agent already is. False when the envs start new episodes."""
-        continued = self.trainer.load_state_dict(*checkpoint.component("trainer"))
-        self.load_state_dict(*checkpoint.component("run"))
-        return continued
+        this run's agent already is; warns when the envs must start new episodes."""
+        try:
+            continued = self.trainer.load_state_dict(*checkpoint.component("trainer"))
+            self.load_state_dict(*checkpoint.component("run"))
+        except (KeyError, RuntimeError, ValueError, TypeError, OverflowError) as err:
+            raise CheckpointError(
+                f"{checkpoint.path}: checkpoint contents do not fit the run ({err})"
+            ) from None
+        if not continued:
+            log.warning(
+                "the envs' internal state could not be saved or restored (env type outside "
+                "classic control and MuJoCo, async envs, or another n_envs), so the resumed "
+                "run starts new episodes: the continuation is not bit-identical"
+            )
 
     def close(self) -> None:
         self.trainer.close()

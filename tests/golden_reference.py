@@ -57,14 +57,14 @@ PINNED = {
     "value_minibatch": 64,
 }
 """Every setting the computation reads, so a change of a default leaves it as it is."""
-TOLERANCE = 1e-4
+TOLERANCE = 2e-6
 """Relative (and, near zero, absolute) tolerance of every number. `--spread` over all 20
 combinations of MKL_CBWR (AUTO,STRICT; COMPATIBLE; SSE4_2; AVX; AVX2), ATEN_CPU_CAPABILITY
 (default, i.e. no vectorisation; avx2) and NPY_DISABLE_CPU_FEATURES (none; AVX2 FMA3
 AVX512F) moved no number by more than 1.25e-7 (relative) on an AMD EPYC with AVX2
-(2026-11-29; MKL's COMPATIBLE branch moved most). 1e-4 leaves a factor of 800 for CPUs
-whose kernels this machine cannot run (AVX-512), while a change to the math moves these
-numbers by far more (one more CG iteration, a δ 1 % larger)."""
+(2026-11-29; MKL's COMPATIBLE branch moved most): 2e-6 leaves a factor of 16 for kernels
+this machine cannot run (AVX-512). Small changes to the math move the numbers by more: one
+more CG iteration by 4.2e-6, a δ or λ 1 % larger by 7.8e-5 and 5.5e-5."""
 
 
 def record() -> None:

@@ -552,9 +552,7 @@ PLAUSIBLE_VALUES = ["0", "1", "2", "-1", "0.5", "1e-3", "nan", "true", "off", "6
 )
 def test_any_set_is_accepted_or_one_clean_error(monkeypatch, capsys, key, value):
     built = []
-    monkeypatch.setattr(
-        trpo.commands, "_train", lambda agent, *rest: built.append(agent) or 0
-    )
+    monkeypatch.setattr(trpo.commands, "_train", lambda agent, *rest: built.append(agent) or 0)
     capsys.readouterr()
 
     # --set=... keeps argparse from reading a key that starts with '-' as an option.

@@ -6,6 +6,7 @@ One local Ray cluster serves the module (started by the first Ray collector)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -176,8 +177,10 @@ def test_cli_trains_on_ray_and_resumes_locally(tmp_path, capsys):
 
 
 def test_an_env_error_in_a_worker_reaches_the_learner_as_itself():
-    def broken() -> gym.Env:
-        return gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: float("nan"))
+    def broken() -> gym.Env:  # fine at first (the up-front probe steps once), NaN from step 3
+        steps = itertools.count()
+        nan_later = lambda r: float("nan") if next(steps) >= 3 else r  # noqa: E731
+        return gym.wrappers.TransformReward(gym.make("CartPole-v1"), nan_later)
 
     agent = TRPO(broken, backend="ray", ray_workers=2, n_envs=2, eval_every=0)
     with pytest.raises(EnvError, match="non-finite reward"):

@@ -10,11 +10,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.spaces import Box
 
 from trpo import TRPO, resources
 from trpo.cli import main
 from trpo.config import Config
 from trpo.config_text import parse_key_values
+from trpo.encoders import ObservationEncoder
 from trpo.envs import EnvError
 from trpo.resources import InsufficientMemoryError, memory_estimate
 from trpo.update import policy_step
@@ -110,12 +112,25 @@ def test_force_skips_the_memory_check(monkeypatch):
 
 def test_memory_estimate_counts_parameters_batch_and_activations():
     config = Config(policy_hidden=(64, 64), value_hidden=(64, 64), steps_per_iter=1000)
-    estimate = memory_estimate(config, obs_dim=4, act_dim=2)
+    estimate = memory_estimate(config, ObservationEncoder(Box(-1, 1, (4,))), act_dim=2)
     policy = (4 * 64 + 64) + (64 * 64 + 64) + (64 * 2 + 2) + 2
     value = (4 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
     assert estimate.parameters == 4 * (10 * policy + 4 * value)
     assert estimate.batch == 4 * 1000 * (4 * 4 + 2 * 2 + 12)
     assert estimate.total == estimate.parameters + estimate.batch + estimate.activations
+
+
+def test_memory_estimate_of_atari_frames_counts_bytes_and_both_cnns():
+    config = Config(policy_hidden=(), value_hidden=(), steps_per_iter=1000)
+    frames = ObservationEncoder(Box(0, 255, (4, 84, 84), np.uint8))
+    estimate = memory_estimate(config, frames, act_dim=4)
+    nature = (4 * 32 * 64 + 32) + (32 * 64 * 16 + 64) + (64 * 64 * 9 + 64) + (3136 * 512 + 512)
+    policy, value = nature + 512 * 4 + 4 + 4, nature + 512 + 1
+    assert estimate.parameters == 4 * (10 * policy + 4 * value)
+    assert estimate.batch == 1000 * (4 * 28224 + 4 * (2 * 4 + 12))  # a byte a pixel
+    # Per row and network: the frame as floats, two convolutions with their ReLUs, ...
+    cnn = 28224 + 2 * (20 * 20 * 32) + 2 * (9 * 9 * 64) + 3 * (7 * 7 * 64) + 2 * 512
+    assert estimate.activations == 4 * 1000 * 3 * (2 * cnn + 4 + 1)
 
 
 def test_predict_checks_the_observation_shape():

@@ -378,16 +378,16 @@ def test_resume_without_checkpoint(tmp_path, capsys):
 
 
 # -- bad input -------------------------------------------------------------------------
-class DictObsEnv(gym.Env):
-    observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
+class TextObsEnv(gym.Env):
+    observation_space = gym.spaces.Text(8)
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        return {"x": np.zeros(2, np.float32)}, {}
+        return "hello", {}
 
     def step(self, action):
-        return {"x": np.zeros(2, np.float32)}, 0.0, True, False, {}
+        return "hello", 0.0, True, False, {}
 
 
 class TupleActionEnv(gym.Env):
@@ -404,7 +404,7 @@ class TupleActionEnv(gym.Env):
 
 @pytest.fixture(scope="module", autouse=True)
 def _test_envs():
-    ids = {"trpo-test/DictObs-v0": DictObsEnv, "trpo-test/TupleAction-v0": TupleActionEnv}
+    ids = {"trpo-test/TextObs-v0": TextObsEnv, "trpo-test/TupleAction-v0": TupleActionEnv}
     for env_id, cls in ids.items():
         gym.register(env_id, entry_point=cls)
     yield
@@ -416,7 +416,7 @@ def _test_envs():
     "argv, fragments",
     [
         (["Foo-v0"], ["unknown environment id 'Foo-v0'"]),
-        (["trpo-test/DictObs-v0"], ["observation space Dict(", "not supported"]),
+        (["trpo-test/TextObs-v0"], ["observation space Text(", "not supported"]),
         (["trpo-test/TupleAction-v0"], ["action space Tuple(", "not supported"]),
         (["CartPole-v1", "--set", "nonexistent=1"], ["unknown setting 'nonexistent'"]),
         (["CartPole-v1", "--set", "max_kll=0.1"], ["'max_kll'", "did you mean 'max_kl'"]),

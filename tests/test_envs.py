@@ -69,11 +69,11 @@ def test_box_actions_are_clipped_only_when_sent_to_the_env():
 @pytest.mark.parametrize(
     "space",
     [
-        gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
-        gym.spaces.Tuple([gym.spaces.Discrete(2)]),
         gym.spaces.Text(5),
+        gym.spaces.Dict({"a": gym.spaces.Graph(gym.spaces.Discrete(2), None)}),
+        gym.spaces.Tuple([gym.spaces.Sequence(gym.spaces.Discrete(2))]),
     ],
-    ids=["dict", "tuple", "text"],
+    ids=["text", "dict-of-graph", "tuple-of-sequence"],
 )
 def test_unsupported_observation_spaces_are_refused_up_front(space):
     with pytest.raises(EnvError, match="observation space .* is not supported"):

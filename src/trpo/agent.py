@@ -21,7 +21,8 @@ from trpo.checkpoint import (
     space_to_dict,
 )
 from trpo.config import Config
-from trpo.envs import ActionAdapter, ObservationEncoder
+from trpo.encoders import ObservationEncoder, ShapedObservations, observation_features
+from trpo.envs import ActionAdapter
 from trpo.normalization import ObservationNormalizer
 from trpo.policies import MLPPolicy, MLPValue, sample_action
 from trpo.reproducibility import aligned_tensor, seeded_generator
@@ -45,39 +46,48 @@ class Agent:
         self.observation_space = observation_space
         self.action_space = action_space
         self.config = config
-        self.encoder = ObservationEncoder(observation_space)
-        self.normalizer = ObservationNormalizer.for_run(
-            self.encoder.dim, self.encoder.is_box, config
-        )
+        self.encoder = encoder = ObservationEncoder(observation_space)
+        self.normalizer = ObservationNormalizer.for_run(encoder, config)
         self.adapter = ActionAdapter(action_space)
         self.custom_modules = policy is not None or value_fn is not None
         init = seeded_generator(config.seed, "init")
-        self.policy = policy or MLPPolicy(
-            self.encoder.dim,
+        self.policy = self._shaped(policy) or MLPPolicy(
+            encoder.dim,
             action_space,
             config.policy_hidden,
             config.activation,
             config.log_std_init,
             generator=init,
+            features=observation_features(encoder, config.image_encoder, init),
         )
-        self.value_fn = value_fn or MLPValue(
-            self.encoder.dim, config.value_hidden, config.activation, generator=init
+        self.value_fn = self._shaped(value_fn) or MLPValue(
+            encoder.dim,
+            config.value_hidden,
+            config.activation,
+            generator=init,
+            features=observation_features(encoder, config.image_encoder, init),
         )
         self.generator = seeded_generator(config.seed, "predict")
 
+    def _shaped(self, module: nn.Module | None) -> nn.Module | None:
+        """A user's module, given observations in the space's shape where that is not the
+        flat row (images, matrices, Dict and Tuple spaces)."""
+        if module is None or not self.encoder.structured:
+            return module
+        return ShapedObservations(module, self.encoder)
+
     def observation_tensor(self, obs: Any) -> torch.Tensor:
         """A batch of raw observations as the networks take them: encoded, normalised
-        with the current statistics (never updated here), [B, D] float32."""
+        with the current statistics (never updated here), [B, D] rows of the encoder's
+        dtype (float32, or uint8 for images)."""
         return aligned_tensor(self.normalizer(self.encoder(obs)))
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) for raw observation(s), as the env accepts them. Takes one observation
         or a batch; never updates the normaliser. Raises ValueError when ``obs`` has
         neither the space's shape nor a batch of it."""
-        single = _is_single(self.observation_space, obs)
-        if not single:
-            _check_batch(self.observation_space, obs)
-        batch = [obs] if single else obs
+        single = self.encoder.batch_size(obs) is None
+        batch = self.encoder.batch_of_one(obs) if single else obs
         with torch.inference_mode():
             x = self.observation_tensor(batch)
             if deterministic:
@@ -146,23 +156,3 @@ class Agent:
                 f"{path}: checkpoint contents do not fit the model ({err})"
             ) from None
         return agent
-
-
-def _is_single(space: gym.Space, obs: Any) -> bool:
-    shape = np.shape(obs)
-    if isinstance(space, gym.spaces.Discrete):
-        return shape == ()
-    return shape == space.shape
-
-
-def _check_batch(space: gym.Space, obs: Any) -> None:
-    """A batch of observations of ``space``: shape (B, *space.shape), B >= 1."""
-    shape = np.shape(obs)
-    if len(shape) >= 1 and shape[0] >= 1 and tuple(shape[1:]) == tuple(space.shape or ()):
-        return
-    one = tuple(space.shape or ())
-    batch = "(B" + "".join(f", {n}" for n in one) + ")"
-    raise ValueError(
-        f"predict expects one observation of shape {one} or a batch of shape {batch}, "
-        f"got shape {shape}"
-    )

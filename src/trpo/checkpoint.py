@@ -156,12 +156,17 @@ def _header_metadata(data: bytes) -> dict[str, str]:
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    """A JSON-able description of ``space`` (`space_from_dict` inverts it). Box bounds
+    that are the same everywhere (images) are stored once, with the shape."""
     if isinstance(space, gym.spaces.Box):
+        bounds = (space.low, space.high)
+        uniform = space.low.size > 1 and all(np.all(b == b.flat[0]) for b in bounds)
         return {
             "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
+            "low": space.low.flat[0].item() if uniform else space.low.tolist(),
+            "high": space.high.flat[0].item() if uniform else space.high.tolist(),
             "dtype": str(space.dtype),
+            **({"shape": list(space.shape)} if uniform else {}),
         }
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
@@ -169,6 +174,17 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_dict(v) for k, v in space.spaces.items()}}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(v) for v in space.spaces]}
+    if isinstance(space, gym.spaces.Text):
+        return {
+            "type": "Text",
+            "min_length": space.min_length,
+            "max_length": space.max_length,
+            "charset": "".join(sorted(space.character_set)),
+        }
     raise CheckpointError(f"cannot store space {space}")
 
 
@@ -176,6 +192,9 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
     kind = d["type"]
     if kind == "Box":
         dtype = np.dtype(d["dtype"])
+        if "shape" in d:  # Box takes no Python bool bounds, so a bool grid's are 0 and 1
+            low, high = (int(d[k]) if isinstance(d[k], bool) else d[k] for k in ("low", "high"))
+            return gym.spaces.Box(low, high, tuple(d["shape"]), dtype=dtype)
         return gym.spaces.Box(np.array(d["low"], dtype), np.array(d["high"], dtype), dtype=dtype)
     if kind == "Discrete":
         return gym.spaces.Discrete(d["n"], start=d["start"])
@@ -183,6 +202,12 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
         return gym.spaces.MultiDiscrete(d["nvec"], start=d["start"])
     if kind == "MultiBinary":
         return gym.spaces.MultiBinary(d["n"])
+    if kind == "Dict":
+        return gym.spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
+    if kind == "Tuple":
+        return gym.spaces.Tuple([space_from_dict(v) for v in d["spaces"]])
+    if kind == "Text":
+        return gym.spaces.Text(d["max_length"], min_length=d["min_length"], charset=d["charset"])
     raise CheckpointError(f"unknown space type {kind!r} in checkpoint")
 
 

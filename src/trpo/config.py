@@ -120,6 +120,11 @@ class Config:
     """Hidden layer sizes of the value MLP."""
     activation: Literal["tanh", "relu", "elu", "silu"] = "tanh"
     """Hidden activation of both MLPs."""
+    image_encoder: Literal["auto", "nature", "small", "grid"] = "auto"
+    """CNN for image observations (`trpo.encoders.image_cnn`): nature (the DQN network, for
+    Atari frames), small (OpenAI baselines' smaller Atari network, ~4x cheaper) or grid
+    (MinAtar's, for small grids); auto: nature from 36 pixels a side, else grid. The policy
+    and the value function each get their own, so the value fit never moves the policy."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
 

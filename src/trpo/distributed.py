@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from trpo.config import Config
-from trpo.envs import ObservationEncoder, make_vector_env
+from trpo.encoders import ObservationEncoder
+from trpo.envs import make_vector_env
 from trpo.normalization import ObservationNormalizer, RewardScaler, RunningMeanStd
 from trpo.rollout import SIDE_BY_SIDE, Batch, RolloutCollector
 
@@ -82,7 +83,7 @@ class RolloutWorker:
         envs = make_vector_env(factory, n_envs, config.vec, config.env_id, config.env_kwargs)
         encoder = ObservationEncoder(envs.single_observation_space)
         self.policy = policy
-        self.normalizer = ObservationNormalizer.for_run(encoder.dim, encoder.is_box, config)
+        self.normalizer = ObservationNormalizer.for_run(encoder, config)
         self.reward_scaler = RewardScaler.for_run(n_envs, config)
         self.generator = torch.Generator()
         self.collector = RolloutCollector(

@@ -12,10 +12,10 @@ import gymnasium as gym
 
 from trpo.checkpoint import CheckpointError, same_space
 from trpo.config import Config, ConfigError, Settings
+from trpo.encoders import ObservationEncoder
 from trpo.envs import (
     EnvError,
     EnvSource,
-    ObservationEncoder,
     check_env,
     copy_factory,
     env_factory,
@@ -158,8 +158,8 @@ def open_envs(
     envs = plan.training_envs(settings.config)
     if not force:
         try:
-            encoded = ObservationEncoder(envs.single_observation_space).dim
-            check_memory(settings.config, encoded, head_size(envs.single_action_space))
+            encoder = ObservationEncoder(envs.single_observation_space)
+            check_memory(settings.config, encoder, head_size(envs.single_action_space))
         except ConfigError:
             envs.close()
             raise

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from trpo.encoders import ObservationEncoder
 from trpo.policies import UnsupportedSpaceError, action_kind
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
@@ -265,53 +266,11 @@ class _IgnoreSignals:
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space) -> None:
-    ObservationEncoder(obs_space)
     try:
+        ObservationEncoder(obs_space)
         action_kind(action_space)
     except UnsupportedSpaceError as err:
         raise EnvError(str(err)) from None
-
-
-class ObservationEncoder:
-    """Turns a batch of observations (leading batch axis) into a float32 [B, D] array.
-
-    Box: flattened. Discrete: one-hot. MultiDiscrete: concatenated one-hots.
-    MultiBinary: 0/1 floats. Other spaces (Dict, Tuple, Text, Graph, …) are refused:
-    wrap such envs with `gymnasium.wrappers.FlattenObservation` first.
-    """
-
-    def __init__(self, space: gym.Space):
-        self.space = space
-        if isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary):
-            self.dim = int(np.prod(space.shape))
-        elif isinstance(space, gym.spaces.Discrete):
-            self.dim = int(space.n)
-        elif isinstance(space, gym.spaces.MultiDiscrete):
-            self.nvec = np.asarray(space.nvec).reshape(-1)
-            self.offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])
-            self.dim = int(self.nvec.sum())
-        else:
-            raise EnvError(
-                f"observation space {space} is not supported: trpo handles Box, Discrete, "
-                "MultiDiscrete and MultiBinary observations. For Dict or Tuple observations "
-                "wrap the env in gymnasium.wrappers.FlattenObservation."
-            )
-        self.is_box = isinstance(space, gym.spaces.Box)
-
-    def __call__(self, obs: Any) -> np.ndarray:
-        space = self.space
-        if isinstance(space, gym.spaces.Discrete):
-            index = np.asarray(obs, dtype=np.int64).reshape(-1) - int(space.start)
-            return np.eye(self.dim, dtype=np.float32)[index]
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            values = np.asarray(obs, dtype=np.int64).reshape(-1, len(self.nvec))
-            start = np.asarray(space.start).reshape(-1)
-            out = np.zeros((values.shape[0], self.dim), dtype=np.float32)
-            rows = np.arange(values.shape[0])[:, None]
-            out[rows, self.offsets + values - start] = 1.0
-            return out
-        obs = np.asarray(obs, dtype=np.float32)
-        return obs.reshape(obs.shape[0], -1)
 
 
 class ActionAdapter:

@@ -6,12 +6,15 @@ through `end_batch`; the local and the Ray collector call them the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from trpo.config import Config
+
+if TYPE_CHECKING:
+    from trpo.encoders import ObservationEncoder
 
 
 @dataclass
@@ -65,27 +68,39 @@ class RunningMeanStd:
 
 
 class ObservationNormalizer:
-    """(obs − mean) / std, clipped, with running statistics of the raw observations.
+    """(obs − mean) / std, clipped, with running statistics of the raw observations, on the
+    ``columns`` of the encoded rows that are float vectors (all of a vector observation;
+    none of an image, a one-hot or bits, which pass through as they are).
 
     With ``per_step`` the statistics take in every step before it is normalised
     (`observe`), otherwise only whole batches, between iterations (`end_batch`), so a
     batch is collected with one fixed transform. Calling the normaliser never changes it."""
 
-    def __init__(self, dim: int, enabled: bool, clip: float, per_step: bool = False):
-        self.enabled = enabled
+    def __init__(
+        self,
+        dim: int,
+        enabled: bool,
+        clip: float,
+        per_step: bool = False,
+        columns: np.ndarray | None = None,
+    ):
+        some = columns is not None and columns.any() and not columns.all()
+        self.columns = np.flatnonzero(columns) if some else None
+        self.enabled = enabled and (columns is None or bool(columns.any()))
         self.clip = clip
         self.per_step = per_step
-        self.stats = RunningMeanStd.zeros((dim,))
+        self.stats = RunningMeanStd.zeros((dim if self.columns is None else self.columns.size,))
         self._refresh()
 
     @classmethod
-    def for_run(cls, dim: int, is_box: bool, config: Config) -> ObservationNormalizer:
-        """The normaliser a run's ``config`` asks for (Box observations only)."""
+    def for_run(cls, encoder: ObservationEncoder, config: Config) -> ObservationNormalizer:
+        """The normaliser a run's ``config`` asks for, on ``encoder``'s float vectors."""
         return cls(
-            dim,
-            config.normalize_obs and is_box,
+            encoder.dim,
+            config.normalize_obs,
             config.clip_obs,
             per_step=config.obs_norm_update == "step",
+            columns=encoder.normalized,
         )
 
     def _refresh(self) -> None:
@@ -97,14 +112,21 @@ class ObservationNormalizer:
             self.stats = self.stats.merge(batch_stats)
             self._refresh()
 
+    def moments(self, raw_obs: np.ndarray) -> RunningMeanStd:
+        """The moments of raw encoded rows [B, D] on the normalised columns (none, and no
+        work, when the normaliser is off)."""
+        if not self.enabled:
+            return RunningMeanStd.zeros(self.stats.mean.shape)
+        return RunningMeanStd.of(raw_obs if self.columns is None else raw_obs[:, self.columns])
+
     def observe(self, raw_obs: np.ndarray) -> np.ndarray:
         """One step's raw observations [n_envs, dim], normalised for the policy."""
         if self.per_step and self.enabled:
-            self.update(RunningMeanStd.of(raw_obs))
+            self.update(self.moments(raw_obs))
         return self(raw_obs)
 
     def end_batch(self, batch_stats: RunningMeanStd) -> None:
-        """The moments of a collected batch's raw observations."""
+        """The moments of a collected batch's raw observations (`moments`)."""
         if not self.per_step:
             self.update(batch_stats)
 
@@ -115,7 +137,12 @@ class ObservationNormalizer:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return obs
-        return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip)
+        if self.columns is None:
+            return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip)
+        out = obs.copy()
+        cols = obs[..., self.columns]
+        out[..., self.columns] = np.clip((cols - self._mean) * self._inv_std, -self.clip, self.clip)
+        return out
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return self.stats.state_dict("obs_norm")

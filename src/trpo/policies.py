@@ -110,6 +110,8 @@ class MLPPolicy(nn.Module):
 
     Box actions use a diagonal Gaussian with a state-independent log-std (the paper's
     choice); sampled actions are unbounded and clipped only when sent to the env.
+    ``features`` (e.g. a CNN, `trpo.encoders.ObservationFeatures`) maps the observation
+    rows to the MLP's input of ``features.out_dim``; without it the MLP reads the rows.
     """
 
     def __init__(
@@ -120,8 +122,12 @@ class MLPPolicy(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         generator: torch.Generator | None = None,
+        features: nn.Module | None = None,
     ):
         super().__init__()
+        self.features = features
+        if features is not None:
+            obs_dim = features.out_dim
         self.kind = action_kind(action_space)
         if self.kind == "discrete":
             out_dim = int(action_space.n)
@@ -141,7 +147,7 @@ class MLPPolicy(nn.Module):
         """z, what the action distribution is built from: the network's output (logits or
         the Gaussian's mean) and, for Box actions, the log-std. The update's Fisher-vector
         product works through z (`gauss_newton_fisher_vector_product`)."""
-        out = self.net(obs)
+        out = self.net(self._input(obs))
         return (out, self.log_std) if self.kind == "box" else (out,)
 
     def distribution(self, out: Tensor, log_std: Tensor | None = None) -> Distribution:
@@ -160,7 +166,7 @@ class MLPPolicy(nn.Module):
         draws, of ``dist = self(obs); a = dist.sample(); dist.log_prob(a)`` with
         ``generator``'s state, without building distribution objects, which cost ~25 % of
         a rollout step's policy call."""
-        out = self.net(obs)
+        out = self.net(self._input(obs))
         if self.kind == "discrete":
             logits = out - out.logsumexp(-1, keepdim=True)
             action = torch.multinomial(logits.softmax(-1), 1, True, generator=generator)
@@ -173,20 +179,30 @@ class MLPPolicy(nn.Module):
             return action, log_density.sum(-1)
         return draw(self.distribution(out), generator)
 
+    def _input(self, obs: Tensor) -> Tensor:
+        return obs if self.features is None else self.features(obs)
+
 
 class MLPValue(nn.Module):
+    """V(s) of shape [B]: an MLP, after ``features`` as in `MLPPolicy`."""
+
     def __init__(
         self,
         obs_dim: int,
         hidden: Sequence[int] = (64, 64),
         activation: str = "tanh",
         generator: torch.Generator | None = None,
+        features: nn.Module | None = None,
     ):
         super().__init__()
+        self.features = features
+        if features is not None:
+            obs_dim = features.out_dim
         self.net = mlp([obs_dim, *hidden, 1], activation, 1.0, generator)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs).squeeze(-1)
+        x = obs if self.features is None else self.features(obs)
+        return self.net(x).squeeze(-1)
 
 
 def sample_action(

@@ -1,12 +1,13 @@
 """Will a run fit in memory? An estimate of what a configuration needs, checked against
 what the process may use, before any network or batch is allocated.
 
-The estimate is a lower bound, deliberately simple: float32 everywhere, the parameters
-of both MLPs with their working copies (gradient; for the policy the conjugate-gradient
-and line-search vectors; for the value function Adam's two moments), one iteration's
-batch arrays (observations twice, as the rollout stores them and as the update's tensors),
-and the activations of one forward and backward pass over the whole batch, which the
-surrogate gradient and the Fisher-vector products need.
+The estimate is a lower bound, deliberately simple: the parameters of both networks (CNNs
+included, each network has its own) with their working copies (gradient; for the policy
+the conjugate-gradient and line-search vectors; for the value function Adam's two
+moments), one iteration's batch arrays (observation rows, uint8 for images, twice: as the
+rollout stores them and as the update's tensors), and the activations of one forward and
+backward pass over the whole batch, which the surrogate gradient and the Fisher-vector
+products need.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from trpo.config import Config, ConfigError
+from trpo.encoders import ObservationEncoder, features_size
 
 FLOAT = 4
 """Bytes per float32."""
@@ -54,16 +56,18 @@ def mlp_parameters(sizes: list[int]) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def memory_estimate(config: Config, obs_dim: int, act_dim: int) -> MemoryEstimate:
-    """What ``config`` needs at least, for encoded observations of ``obs_dim`` floats and
-    a policy head of ``act_dim`` outputs (Box: the mean, plus as many log-stds; Discrete:
-    the logits)."""
-    policy = mlp_parameters([obs_dim, *config.policy_hidden, act_dim]) + act_dim
-    value = mlp_parameters([obs_dim, *config.value_hidden, 1])
+def memory_estimate(config: Config, encoder: ObservationEncoder, act_dim: int) -> MemoryEstimate:
+    """What ``config`` needs at least, for observations encoded by ``encoder`` and a policy
+    head of ``act_dim`` outputs (Box: the mean, plus as many log-stds; Discrete: the
+    logits)."""
+    cnn, cnn_widths, in_dim = features_size(encoder, config.image_encoder)
+    policy = cnn + mlp_parameters([in_dim, *config.policy_hidden, act_dim]) + act_dim
+    value = cnn + mlp_parameters([in_dim, *config.value_hidden, 1])
     parameters = FLOAT * (POLICY_VECTORS * policy + VALUE_VECTORS * value)
     n = config.steps_per_iter
-    batch = FLOAT * n * (4 * obs_dim + 2 * act_dim + BATCH_SCALARS)
-    widths = sum(config.policy_hidden) + sum(config.value_hidden) + act_dim + 1
+    row = encoder.dim * encoder.dtype.itemsize
+    batch = n * (4 * row + FLOAT * (2 * act_dim + BATCH_SCALARS))
+    widths = 2 * cnn_widths + sum(config.policy_hidden) + sum(config.value_hidden) + act_dim + 1
     activations = FLOAT * n * 3 * widths  # forward, its gradient, the Fisher product's
     return MemoryEstimate(parameters, batch, activations)
 
@@ -109,10 +113,10 @@ def head_size(space: gym.Space) -> int:
     return int(np.prod(space.shape))
 
 
-def check_memory(config: Config, obs_dim: int, act_dim: int) -> None:
+def check_memory(config: Config, encoder: ObservationEncoder, act_dim: int) -> None:
     """Raise `InsufficientMemoryError` when the estimate exceeds the memory available, naming both
     figures and the override (``force=True``, ``trpo train --force``)."""
-    estimate = memory_estimate(config, obs_dim, act_dim)
+    estimate = memory_estimate(config, encoder, act_dim)
     available = available_memory()
     if available is None or estimate.total <= available:
         return

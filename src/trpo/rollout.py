@@ -17,8 +17,9 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import nn
 
+from trpo.encoders import ObservationEncoder
 from trpo.env_state import capture_vector, restore_vector
-from trpo.envs import ActionAdapter, EnvError, ObservationEncoder, check_finite
+from trpo.envs import ActionAdapter, EnvError, check_finite
 from trpo.normalization import ObservationNormalizer, RewardScaler, RunningMeanStd
 from trpo.policies import sample_action
 from trpo.reproducibility import aligned_tensor
@@ -33,15 +34,15 @@ class Batch:
     observation where the episode ended (terminated or truncated), never a reset one.
     """
 
-    obs: np.ndarray  # [T, N, D] float32
+    obs: np.ndarray  # [T, N, D] float32 (uint8 for images: the encoder's dtype)
     actions: np.ndarray  # [T, N, *action_shape]
     log_probs: np.ndarray  # [T, N] log π_θk(a_t | s_t), stored when the action was taken
     rewards: np.ndarray  # [T, N] float32, raw
     reward_scale: np.ndarray  # [T, N] float32: what the update multiplies each reward by
     terminated: np.ndarray  # [T, N] bool
     truncated: np.ndarray  # [T, N] bool
-    next_obs: np.ndarray  # [T, N, D] float32
-    obs_stats: RunningMeanStd  # moments of the raw encoded observations in ``obs``
+    next_obs: np.ndarray  # [T, N, D], as ``obs``
+    obs_stats: RunningMeanStd  # moments of the raw observations' normalised columns
     return_stats: RunningMeanStd  # moments of the running discounted returns
     valid: np.ndarray
     """[T, N] bool: False where a transition was dropped (nonfinite_env=drop); the
@@ -100,6 +101,7 @@ class RolloutCollector:
     and each step's action draw covers all ``total`` rows (the other rows' observations
     zero), keeping this slice's rows. Actions then consume the torch random stream exactly
     as one collector with every env would, so the batches do not depend on the split.
+    ``game_scores``: the episodes reported are games, scored by the env (`_episode_score`).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class RolloutCollector:
         env_id: str,
         nonfinite: str = "error",
         share: tuple[int, int] | None = None,
+        game_scores: bool = False,
     ):
         self.envs = envs
         self.policy = policy
@@ -125,6 +128,7 @@ class RolloutCollector:
         self.seed = seed
         self.env_id = env_id
         self.nonfinite = nonfinite
+        self.game_scores = game_scores
         self.n_envs = envs.num_envs
         self.first, self.draw_rows = share or (0, self.n_envs)
         self.total_steps = 0
@@ -161,7 +165,7 @@ class RolloutCollector:
         if not restore_vector(self.envs, state["envs"]):
             self.reset(seed=self.seed + self.total_steps)
             return False
-        self._raw_obs = np.asarray(state["raw_obs"], np.float32).reshape(self.n_envs, -1)
+        self._raw_obs = np.asarray(state["raw_obs"], self.encoder.dtype).reshape(self.n_envs, -1)
         self._episode_return[:] = state["episode_return"]
         self._episode_length[:] = state["episode_length"]
         self.reward_scaler.discounted[:] = state["discounted_return"]
@@ -179,10 +183,11 @@ class RolloutCollector:
         """Run ``n_steps`` steps in each env (n_steps × n_envs transitions)."""
         if self._raw_obs is None:
             self.reset()
-        n, dim = self.n_envs, self.encoder.dim
-        raw_obs = np.empty((n_steps, n, dim), np.float32)
-        obs_buf = np.empty((n_steps, n, dim), np.float32)
-        next_obs = np.empty((n_steps, n, dim), np.float32)
+        n, dim, dtype = self.n_envs, self.encoder.dim, self.encoder.dtype
+        # The raw rows are kept only for the normaliser's moments: not at all without one.
+        raw_obs = np.empty((n_steps, n, dim) if self.normalizer.enabled else (n_steps, n, 0), dtype)
+        obs_buf = np.empty((n_steps, n, dim), dtype)
+        next_obs = np.empty((n_steps, n, dim), dtype)
         rewards = np.empty((n_steps, n), np.float32)
         reward_scale = np.empty((n_steps, n), np.float32)
         terminated = np.empty((n_steps, n), bool)
@@ -195,7 +200,8 @@ class RolloutCollector:
         episode_lengths: list[int] = []
 
         for t in range(n_steps):
-            raw_obs[t] = self._raw_obs
+            if self.normalizer.enabled:
+                raw_obs[t] = self._raw_obs
             obs = self.normalizer.observe(self._raw_obs)
             obs_buf[t] = obs
             action_np, log_probs[t] = self._act(obs)
@@ -211,7 +217,7 @@ class RolloutCollector:
             if (term | trunc).any():
                 ended = np.flatnonzero(term | trunc)
                 final = encoded.copy()
-                final[ended] = self.encoder(np.stack([info["final_obs"][i] for i in ended]))
+                final[ended] = self.encoder([info["final_obs"][i] for i in ended])
             bad = ~(np.isfinite(reward) & np.isfinite(encoded).all(1) & np.isfinite(final).all(1))
             if bad.any():
                 encoded, final, reward = self._drop(bad, encoded, final, reward)
@@ -229,8 +235,10 @@ class RolloutCollector:
             self._episode_return += reward
             self._episode_length += 1
             for i in np.flatnonzero(done & valid[t]):
-                episode_returns.append(float(self._episode_return[i]))
-                episode_lengths.append(int(self._episode_length[i]))
+                score = self._episode_score(info, i)
+                if score is not None:
+                    episode_returns.append(score[0])
+                    episode_lengths.append(score[1])
             self._episode_return[done] = 0.0
             self._episode_length[done] = 0
             self._raw_obs = encoded
@@ -244,7 +252,7 @@ class RolloutCollector:
             terminated=terminated,
             truncated=truncated,
             next_obs=next_obs,
-            obs_stats=RunningMeanStd.of(raw_obs.reshape(-1, dim)),
+            obs_stats=self.normalizer.moments(raw_obs.reshape(n_steps * n, -1)),
             return_stats=RunningMeanStd.of(returns_seen.reshape(-1)),
             episode_returns=episode_returns,
             episode_lengths=episode_lengths,
@@ -254,12 +262,23 @@ class RolloutCollector:
         self.reward_scaler.end_batch(batch.return_stats, batch.reward_scale)
         return batch
 
+    def _episode_score(self, info: dict, i: int) -> tuple[float, int] | None:
+        """The return and length of the episode env ``i`` just ended. With ``game_scores``
+        (Atari's wrappers: `trpo.atari`), the raw score and length of the whole game from
+        the env's final info, and None for a lost life that ended only a learning episode."""
+        if not self.game_scores:
+            return float(self._episode_return[i]), int(self._episode_length[i])
+        final = info.get("final_info", {})
+        if not final.get("_game_score", np.zeros(self.n_envs, bool))[i]:
+            return None
+        return float(final["game_score"][i]), int(final["game_length"][i])
+
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sampled actions and their log-probabilities under the frozen policy."""
         rows = slice(self.first, self.first + self.n_envs)
         drawn = aligned_tensor(obs)
         if self.draw_rows != self.n_envs:
-            drawn = torch.zeros((self.draw_rows, obs.shape[1]))
+            drawn = torch.zeros((self.draw_rows, obs.shape[1]), dtype=drawn.dtype)
             drawn[rows] = torch.from_numpy(obs)
         with torch.inference_mode():
             action, log_prob = sample_action(self.policy, drawn, self.generator)
@@ -279,5 +298,5 @@ class RolloutCollector:
             )
         obs, _ = self.envs.reset(options={"reset_mask": bad})
         encoded = np.where(bad[:, None], self._encode(obs), encoded)
-        final = np.where(bad[:, None], np.float32(0), final)
+        final = np.where(bad[:, None], final.dtype.type(0), final)
         return encoded, final, np.where(bad, 0.0, reward)

@@ -100,6 +100,8 @@ def test_wrapper_order():
     # Freeway has no FIRE action (NOOP, UP, DOWN), so nothing to press.
     no_fire = [n for n in training if n != "FireReset"]
     assert wrapper_names(make_atari_env("ALE/Freeway-v5")) == no_fire + make_checkers
+    # Every layer records its constructor arguments, so the env's spec rebuilds the stack.
+    assert wrapper_names(gym.make(make_atari_env(BREAKOUT).spec)) == training + make_checkers
 
 
 def test_settings_reach_the_emulator():
@@ -148,6 +150,8 @@ def test_ids():
     assert is_minatar_id("MinAtar/Breakout-v1") and not is_minatar_id(BREAKOUT)
     with pytest.raises(ValueError, match="make_minatar_env"):
         make_atari_env("MinAtar/Breakout-v1")
+    with pytest.raises(ValueError, match="not an ALE Atari env id"):
+        make_atari_env("CartPole-v1")
     # A legacy id gets the same stack: its own frame skip is replaced by frame_skip.
     legacy = make_atari_env("Breakout-v4")
     assert legacy.unwrapped._frameskip == 1

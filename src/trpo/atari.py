@@ -31,6 +31,9 @@ With ``training=False`` (evaluation) layers 4 and 6 are left out: episodes are w
 and rewards are raw game scores. Everything else is the same, so a policy sees the same
 observations in both.
 
+Every layer records its constructor arguments, so ``gymnasium.make(env.spec)`` rebuilds the
+same stack (in another process, say).
+
 In a `gymnasium.vector` env with ``AutoresetMode.SAME_STEP`` (`make_atari_vec_env`), the
 step that ends an env's episode resets it at once, and that env's own info goes under
 ``info["final_info"]``: ``info["final_info"]["game_score"]`` (float array) and
@@ -184,13 +187,14 @@ def make_atari_env(
     Turning one setting off leaves the other layers in place; for the bare ALE env use
     `gymnasium.make`.
     """
+    if is_minatar_id(env_id):
+        raise ValueError(f"{env_id!r} is a MinAtar id: use make_minatar_env")
     if not _register_ale():
         raise gym.error.DependencyNotInstalled(
             f"{env_id} needs ale-py (which ships the ROMs): pip install 'trpo[atari]'"
         )
     if not is_atari_id(env_id):
-        hint = " (a MinAtar id: use make_minatar_env)" if is_minatar_id(env_id) else ""
-        raise ValueError(f"{env_id!r} is not an ALE Atari env id{hint}")
+        raise ValueError(f"{env_id!r} is not an ALE Atari env id (ALE/Name-v5, NameNoFrameskip-v4)")
     for key, setting in _OWNED_KWARGS.items():
         if key in make_kwargs:
             raise ValueError(

@@ -201,6 +201,18 @@ def test_fire_starts_each_life_in_training():
     assert ale(env).lives() == 2
 
 
+def test_fire_starts_each_life_in_evaluation_too():
+    # Trained with FIRE pressed for it, a policy never learns to press it: evaluation must
+    # press it too, or the game stalls after the first lost life until the time limit.
+    env = make_atari_env(BREAKOUT, training=False)
+    env.reset(seed=0)
+    for step in range(2000):
+        _, _, terminated, truncated, info = env.step(0)
+        if terminated or truncated:
+            break
+    assert terminated and "game_score" in info, f"no game over after {step + 1} NOOP steps"
+
+
 def play(env, n_steps, seed, on_step=None):
     """Random play for ``n_steps``, resetting after each episode: the rewards, terminated,
     truncated and infos of each step."""

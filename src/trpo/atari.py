@@ -17,8 +17,8 @@
 4. `EpisodicLife` (training only): a lost life ends the learner's episode
    (``terminated=True``) but not the game; the next ``reset()`` continues the same game.
    Values then stop bootstrapping through a death, which speeds up learning.
-5. `FireReset` (games with a FIRE action): presses FIRE after each reset, and so after each
-   lost life in training, because games like Breakout do nothing until FIRE is pressed.
+5. `FireReset` (games with a FIRE action): presses FIRE after each reset and each lost
+   life, because games like Breakout do nothing until FIRE is pressed.
 6. `SignReward` (training only): the reward becomes its sign, so one step size suits games
    whose scores differ by orders of magnitude.
 7. `FrameStackObservation` (Gymnasium): the last ``frame_stack`` frames, so a policy sees
@@ -168,6 +168,14 @@ _OWNED_KWARGS = {
     "max_episode_steps": "AtariSettings.max_episode_steps (in raw frames)",
     "obs_type": "AtariSettings.grayscale (the preprocessing reads the screen itself)",
 }
+
+
+def split_settings(kwargs: dict[str, Any]) -> tuple[AtariSettings, dict[str, Any]]:
+    """`AtariSettings` from the fields named in ``kwargs`` (a run's ``env_kwargs``, e.g.
+    ``--env-kwargs repeat_action_probability=0``), and the rest for `gymnasium.make`."""
+    fields = {f.name for f in dataclasses.fields(AtariSettings)}
+    settings = AtariSettings(**{k: v for k, v in kwargs.items() if k in fields})
+    return settings, {k: v for k, v in kwargs.items() if k not in fields}
 
 
 def make_atari_env(
@@ -386,24 +394,38 @@ class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Presses FIRE after each reset, for games that wait for FIRE to start (Breakout).
+    """Presses FIRE after each reset and each lost life, for games that wait for FIRE to
+    start a ball (Breakout).
 
     Without it a policy must first learn that FIRE starts the game, and can stall a whole
-    game by never pressing it. Above `EpisodicLife` it also presses FIRE after a lost life.
-    In evaluation (no `EpisodicLife`) the policy must press FIRE itself after a lost life,
-    as the published protocol has it.
+    game by never pressing it. Above `EpisodicLife` (training) a lost life ends the episode
+    and the next reset presses FIRE; without it (evaluation) the step that loses a life
+    presses FIRE once more, adding that frame's reward. Either way the policy never has to
+    press FIRE itself, so it is evaluated in the game it was trained in, instead of
+    stalling until the time limit the first time it loses a life.
     """
 
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
         self._fire = env.unwrapped.get_action_meanings().index("FIRE")
+        self._lives = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if lives < self._lives and not (terminated or truncated):
+            obs, fire_reward, terminated, truncated, info = self.env.step(self._fire)
+            reward += fire_reward
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         _, info = self.env.reset(seed=seed, options=options)
         obs, _, terminated, truncated, _ = self.env.step(self._fire)
         if terminated or truncated:  # pressing FIRE ended it (never seen): start over once
             obs, info = self.env.reset()
+        self._lives = self.env.unwrapped.ale.lives()
         return obs, info
 
 

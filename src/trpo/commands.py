@@ -22,7 +22,7 @@ from trpo.cli import (
 )
 from trpo.config import Config
 from trpo.config_text import config_table, config_text
-from trpo.presets import PRESETS, preset_for
+from trpo.presets import ATARI, MINATAR, PRESETS, has_preset, preset_for
 
 if typing.TYPE_CHECKING:
     from trpo.api import TRPO
@@ -348,9 +348,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     if args.env_id is not None:
-        if args.env_id not in PRESETS:
+        if not has_preset(args.env_id):
             raise CLIError(
                 f"no preset for {args.env_id}; presets exist for: {', '.join(sorted(PRESETS))}"
+                ", and every Atari (ALE/*) and MinAtar (MinAtar/*) game"
             )
         preset = preset_for(args.env_id)
         print(json.dumps(preset, indent=2))
@@ -358,7 +359,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
             hint = f"{args.env_id} runs with the defaults (`trpo train --help-config`)"
             print(hint, file=sys.stderr)
         return 0
-    for env_id, preset in PRESETS.items():
+    families = {"ALE/* (Atari)": ATARI, "MinAtar/*": MINATAR}
+    for env_id, preset in {**PRESETS, **families}.items():
         settings = " ".join(f"{k}={v}" for k, v in preset.items()) or "(defaults)"
         print(f"{env_id:<28} {settings}")
     return 0

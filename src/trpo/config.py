@@ -399,11 +399,11 @@ def resolve_settings(
     arguments, command-line flags); ``env_kwargs`` are added to the env keyword arguments
     the layers gave. The one resolution behind `TRPO(...)`, `trpo train`, `compare` and
     `benchmark`, so the same settings give the same Config wherever they are written."""
-    from trpo.presets import PRESETS, preset_for, preset_key
+    from trpo.presets import has_preset, preset_for, preset_key
 
     settings = Settings(Config(env_id=env_id))
     key = preset_key(env_id)
-    if preset and key in PRESETS:
+    if preset and has_preset(key):
         settings = Settings(settings.config, key, {})
         settings = settings.replace("preset", **preset_for(key))
     if file_values is not None:

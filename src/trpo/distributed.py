@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trpo.atari import is_atari_id
 from trpo.config import Config
 from trpo.encoders import ObservationEncoder
 from trpo.envs import make_vector_env
@@ -97,6 +98,7 @@ class RolloutWorker:
             config.env_id,
             config.nonfinite_env,
             share=(first, config.n_envs),
+            game_scores=is_atari_id(config.env_id),
         )
 
     def pid(self) -> int:

@@ -80,7 +80,10 @@ def plan_envs(
         plan = EnvPlan(first, copies, copies, None, None)
     else:
         factory = env_factory(env, config.env_kwargs, config.env_modules)
-        plan = EnvPlan(factory, factory, factory, None, env if isinstance(env, str) else None)
+        evaluation = factory
+        if isinstance(env, str):  # Atari evaluates whole games with raw scores
+            evaluation = env_factory(env, config.env_kwargs, config.env_modules, training=False)
+        plan = EnvPlan(factory, factory, evaluation, None, env if isinstance(env, str) else None)
     if eval_env is not None:
         plan.eval_factory, plan.eval_copies = _eval_envs(eval_env, env, settings.config)
     elif plan.eval_factory is None:
@@ -134,7 +137,8 @@ def _eval_envs(
     if eval_env is env and not isinstance(env, str):
         raise EnvError("eval_env must be another env than the training env")
     if isinstance(eval_env, str):
-        return env_factory(eval_env, modules=config.env_modules), None
+        kwargs = config.env_kwargs if eval_env == config.env_id else None
+        return env_factory(eval_env, kwargs, config.env_modules, training=False), None
     if isinstance(eval_env, gym.Env):
         copies = copy_factory(eval_env)
         if copies is not None:

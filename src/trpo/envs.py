@@ -33,6 +33,7 @@ def env_factory(
     source: EnvSource,
     env_kwargs: dict[str, Any] | None = None,
     modules: tuple[str, ...] | list[str] = (),
+    training: bool = True,
 ) -> Callable[[], gym.Env]:
     """A zero-argument callable building one env from an id, a factory or an env instance.
 
@@ -41,6 +42,8 @@ def env_factory(
     again in the callable, so they register their envs in every process that builds one
     (async subprocesses, Ray actors, grid workers). An env instance can back only one env
     copy (`copy_factory` makes faithful copies of one that has a registered spec).
+    Atari ids get the standard preprocessing (`trpo.atari`; ``training=False`` for
+    evaluation: whole games, raw scores) and MinAtar ids a time limit.
     """
     kwargs = dict(env_kwargs or {})
     modules = tuple(modules)
@@ -51,7 +54,7 @@ def env_factory(
             import_env_modules(modules)
             register_family(source)
             try:
-                return gym.make(source, **kwargs)
+                return make_env(source, kwargs, training)
             except gym.error.DependencyNotInstalled as err:
                 reason = str(err).rstrip(".")
                 raise EnvError(
@@ -147,6 +150,18 @@ _MUJOCO = (
     "InvertedPendulum",
     "InvertedDoublePendulum",
 )
+
+
+def make_env(env_id: str, kwargs: dict[str, Any], training: bool = True) -> gym.Env:
+    """`gymnasium.make`, with the preprocessing Atari and MinAtar ids need (`trpo.atari`)."""
+    from trpo import atari
+
+    if atari.is_minatar_id(env_id):
+        return atari.make_minatar_env(env_id, **kwargs)
+    if atari.is_atari_id(env_id):
+        settings, make_kwargs = atari.split_settings(kwargs)
+        return atari.make_atari_env(env_id, settings, training, **make_kwargs)
+    return gym.make(env_id, **kwargs)
 
 
 def register_family(env_id: str) -> None:

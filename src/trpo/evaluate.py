@@ -75,7 +75,7 @@ def play(agent, episodes: int, seed: int, render: bool, video_dir: Path | None) 
 
     kwargs = dict(agent.config.env_kwargs)
     kwargs["render_mode"] = "human" if render else "rgb_array"
-    env = env_factory(agent.config.env_id, kwargs, agent.config.env_modules)()
+    env = env_factory(agent.config.env_id, kwargs, agent.config.env_modules, training=False)()
     if video_dir is not None:
         try:
             import moviepy  # noqa: F401 - RecordVideo needs it

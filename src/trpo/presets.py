@@ -75,11 +75,64 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Every Atari game (ALE/*-v5, *NoFrameskip-v4, ...; `trpo.atari`): untuned, sized for a
+# CPU. Baselines' smaller CNN and the Fisher matrix on 10 % of the states (the paper's
+# own practice) make an update ~10x cheaper than the Nature CNN on all states
+# (benchmarks/update_scaling.py --cnn); with a GPU, image_encoder=nature fvp_subsample=1.
+# The features feed the heads directly, as in the DQN and baselines' Atari networks.
+ATARI: dict[str, Any] = {
+    "image_encoder": "small",
+    "fvp_subsample": 0.1,
+    "n_envs": 8,
+    "steps_per_iter": 1024,
+    "gae_lambda": 0.95,
+    "damping": 0.01,
+    "policy_hidden": (),
+    "value_hidden": (),
+    "value_lr": 3e-4,
+    "value_epochs": 3,
+    "value_minibatch": 128,
+    "eval_every": 25,
+    "eval_episodes": 5,
+}
+# Every MinAtar game (MinAtar/*-v1): untuned. MinAtar's one-convolution network, its 128
+# features straight into the heads.
+MINATAR: dict[str, Any] = {
+    "n_envs": 8,
+    "steps_per_iter": 2048,
+    "gae_lambda": 0.95,
+    "policy_hidden": (),
+    "value_hidden": (),
+    "value_lr": 3e-4,
+    "value_epochs": 5,
+    "value_minibatch": 128,
+    "eval_every": 10,
+}
+
+
 def preset_key(env_id: str) -> str:
     """The id a preset is looked up by: ``env_id`` without Gymnasium's ``module:`` prefix."""
     return env_id.rpartition(":")[2]
 
 
 def preset_for(env_id: str) -> dict[str, Any]:
-    """The preset of ``env_id`` (empty when there is none)."""
-    return dict(PRESETS.get(preset_key(env_id), {}))
+    """The preset of ``env_id``, or of its family (Atari, MinAtar); empty when there is none."""
+    key = preset_key(env_id)
+    if key in PRESETS:
+        return dict(PRESETS[key])
+    return dict(family_preset(key) or {})
+
+
+def has_preset(env_id: str) -> bool:
+    """Whether ``env_id`` has a preset of its own or its family's (possibly empty)."""
+    key = preset_key(env_id)
+    return key in PRESETS or family_preset(key) is not None
+
+
+def family_preset(env_id: str) -> dict[str, Any] | None:
+    """`ATARI` or `MINATAR` for an id of that family, else None."""
+    from trpo.atari import is_atari_id, is_minatar_id
+
+    if is_minatar_id(env_id):
+        return MINATAR
+    return ATARI if is_atari_id(env_id) else None

@@ -25,6 +25,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from trpo.agent import Agent
+from trpo.atari import is_atari_id
 from trpo.checkpoint import State, section
 from trpo.config import Config, ConfigError
 from trpo.functional import gae, normalize
@@ -85,6 +86,7 @@ class Trainer:
                 config.seed,
                 config.env_id,
                 config.nonfinite_env,
+                game_scores=is_atari_id(config.env_id),
             )
         from trpo.distributed import RayCollector
 

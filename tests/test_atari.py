@@ -23,6 +23,7 @@ from trpo.atari import (
 )
 
 BREAKOUT = "ALE/Breakout-v5"
+MINATAR_BREAKOUT = "MinAtar/Breakout-v1"
 SPACE_INVADERS = "ALE/SpaceInvaders-v5"  # rewards of 5 to 30 points: clipping shows
 
 
@@ -325,3 +326,44 @@ def test_minatar_observations_and_time_limit():
         assert truncated == (t == 5)
     with pytest.raises(ValueError, match="MinAtar"):
         make_minatar_env(BREAKOUT)
+
+
+def test_trpo_trains_on_an_atari_id_reporting_whole_games(tmp_path):
+    from trpo import TRPO
+
+    model = TRPO(
+        BREAKOUT,
+        n_envs=2,
+        steps_per_iter=256,
+        eval_every=1,
+        eval_episodes=1,
+        tensorboard=False,
+        run_dir=tmp_path / "run",
+    )
+    assert model.agent.config.image_encoder == "small"  # the Atari preset
+    assert model.agent.observation_space.shape == (4, 84, 84)
+    batch = model.trainer.collector.collect(1200)
+    assert batch.obs.dtype == np.uint8
+    games = len(batch.episode_returns)
+    assert games >= 1 and batch.terminated.sum() > games  # lost lives end episodes, not games
+    assert all(length > 100 for length in batch.episode_lengths)
+    model.learn(total_steps=256)
+    row = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header, last = row[0].split(","), row[-1].split(",")
+    assert last[header.index("eval_return")] != ""  # a whole game, evaluated
+    assert float(last[header.index("eval_return")]) >= 0
+
+
+def test_minatar_id_trains_with_its_preset(tmp_path):
+    from trpo import TRPO
+
+    model = TRPO(
+        MINATAR_BREAKOUT,
+        n_envs=2,
+        steps_per_iter=128,
+        eval_every=0,
+        tensorboard=False,
+        run_dir=tmp_path / "run",
+    )
+    assert model.agent.policy.features.images["0"].kind == "grid"
+    model.learn(total_steps=256)

@@ -26,9 +26,9 @@ import trpo.cli
 import trpo.commands
 from trpo.checkpoint import FORMAT_VERSION
 from trpo.cli import main
-from trpo.config import Config
+from trpo.config import Config, resolve_settings
 from trpo.config_text import parse_value
-from trpo.presets import PRESETS
+from trpo.presets import ATARI, PRESETS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -179,8 +179,19 @@ def test_presets_lists_every_preset(capsys):
     assert main(["presets"]) == 0
 
     out = capsys.readouterr().out
-    assert [line.split()[0] for line in out.splitlines()] == list(PRESETS)
+    assert [line.split()[0] for line in out.splitlines()] == [*PRESETS, "ALE/*", "MinAtar/*"]
     assert f"log_std_init={PRESETS['Pendulum-v1']['log_std_init']}" in out
+    assert "ALE/* (Atari)" in out and "image_encoder=small" in out
+
+
+def test_every_atari_and_minatar_game_has_its_familys_preset(capsys):
+    assert main(["presets", "ALE/Pong-v5"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in ATARI.items()
+    }
+    assert main(["presets", "MinAtar/Seaquest-v1"]) == 0
+    assert json.loads(capsys.readouterr().out)["policy_hidden"] == []
+    assert resolve_settings("MinAtar/Seaquest-v1").config.steps_per_iter == 2048
 
 
 def test_presets_for_one_env(capsys):

@@ -185,6 +185,10 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
             "max_length": space.max_length,
             "charset": "".join(sorted(space.character_set)),
         }
+    if getattr(space, "dtype", None) is not None and space.dtype.kind == "U":
+        # Another space of strings (MiniGrid's mission): the encoder drops it, so a Text
+        # stands in for it, the same on both sides of a resume's comparison.
+        return {"type": "Text", "min_length": 0, "max_length": 1024, "charset": None}
     raise CheckpointError(f"cannot store space {space}")
 
 
@@ -207,7 +211,8 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
     if kind == "Tuple":
         return gym.spaces.Tuple([space_from_dict(v) for v in d["spaces"]])
     if kind == "Text":
-        return gym.spaces.Text(d["max_length"], min_length=d["min_length"], charset=d["charset"])
+        charset = {} if d["charset"] is None else {"charset": d["charset"]}
+        return gym.spaces.Text(d["max_length"], min_length=d["min_length"], **charset)
     raise CheckpointError(f"unknown space type {kind!r} in checkpoint")
 
 

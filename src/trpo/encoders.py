@@ -100,7 +100,7 @@ def _leaves(space: gym.Space, key: tuple, dropped: list[str]) -> list[tuple]:
         return [
             leaf for i, sub in enumerate(space.spaces) for leaf in _leaves(sub, (*key, i), dropped)
         ]
-    if isinstance(space, gym.spaces.Text) and key:
+    if _is_text(space) and key:
         dropped.append("/".join(str(k) for k in key))
         return []
     if isinstance(space, gym.spaces.Box):
@@ -120,13 +120,20 @@ def _leaves(space: gym.Space, key: tuple, dropped: list[str]) -> list[tuple]:
     )
 
 
+def _is_text(space: gym.Space) -> bool:
+    """Text, or another space of strings (MiniGrid's ``MissionSpace``): dtype ``<U``."""
+    dtype = getattr(space, "dtype", None)
+    return isinstance(space, gym.spaces.Text) or (dtype is not None and dtype.kind == "U")
+
+
 class ObservationEncoder:
     """Turns a batch of observations (leading batch axis; for Dict and Tuple spaces a dict
     or tuple of such arrays, as vector envs return them, or a list of single observations)
     into a [B, D] array of `dtype`.
 
-    Text parts of a Dict or Tuple are dropped (named once in a warning): their strings
-    need a tokenizer no default network has. Dropped parts are not stored anywhere."""
+    Text parts of a Dict or Tuple (`gymnasium.spaces.Text`, MiniGrid's mission) are dropped,
+    named once in a warning: their strings need a tokenizer no default network has.
+    Dropped parts are not stored anywhere."""
 
     def __init__(self, space: gym.Space):
         self.space = space

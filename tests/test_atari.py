@@ -328,18 +328,15 @@ def test_minatar_observations_and_time_limit():
         make_minatar_env(BREAKOUT)
 
 
-def test_trpo_trains_on_an_atari_id_reporting_whole_games(tmp_path):
+def small_run(env_id, tmp_path, **settings):
+    """trpo on ``env_id`` with its family's preset, sized for a test."""
     from trpo import TRPO
 
-    model = TRPO(
-        BREAKOUT,
-        n_envs=2,
-        steps_per_iter=256,
-        eval_every=1,
-        eval_episodes=1,
-        tensorboard=False,
-        run_dir=tmp_path / "run",
-    )
+    return TRPO(env_id, n_envs=2, tensorboard=False, run_dir=tmp_path / "run", **settings)
+
+
+def test_trpo_trains_on_an_atari_id_reporting_whole_games(tmp_path):
+    model = small_run(BREAKOUT, tmp_path, steps_per_iter=256, eval_every=1, eval_episodes=1)
     assert model.agent.config.image_encoder == "small"  # the Atari preset
     assert model.agent.observation_space.shape == (4, 84, 84)
     batch = model.trainer.collector.collect(1200)
@@ -355,15 +352,6 @@ def test_trpo_trains_on_an_atari_id_reporting_whole_games(tmp_path):
 
 
 def test_minatar_id_trains_with_its_preset(tmp_path):
-    from trpo import TRPO
-
-    model = TRPO(
-        MINATAR_BREAKOUT,
-        n_envs=2,
-        steps_per_iter=128,
-        eval_every=0,
-        tensorboard=False,
-        run_dir=tmp_path / "run",
-    )
+    model = small_run(MINATAR_BREAKOUT, tmp_path, steps_per_iter=128, eval_every=0)
     assert model.agent.policy.features.images["0"].kind == "grid"
     model.learn(total_steps=256)

@@ -105,7 +105,22 @@ def _kl_multi_categorical(p: MultiCategorical, q: MultiCategorical) -> Tensor:
     return sum(_kl(a, b) for a, b in zip(p.parts, q.parts))
 
 
-class MLPPolicy(nn.Module):
+class OnFeatures(nn.Module):
+    """A network that reads ``features(obs)`` where it has ``features`` (the CNN front of
+    image observations, `trpo.encoders.ObservationFeatures`), else the rows themselves."""
+
+    def __init__(self, features: nn.Module | None):
+        super().__init__()
+        self.features = features
+
+    def input_width(self, obs_dim: int) -> int:
+        return obs_dim if self.features is None else self.features.out_dim
+
+    def _input(self, obs: Tensor) -> Tensor:
+        return obs if self.features is None else self.features(obs)
+
+
+class MLPPolicy(OnFeatures):
     """MLP policy for Discrete, Box, MultiDiscrete and MultiBinary action spaces.
 
     Box actions use a diagonal Gaussian with a state-independent log-std (the paper's
@@ -124,10 +139,7 @@ class MLPPolicy(nn.Module):
         generator: torch.Generator | None = None,
         features: nn.Module | None = None,
     ):
-        super().__init__()
-        self.features = features
-        if features is not None:
-            obs_dim = features.out_dim
+        super().__init__(features)
         self.kind = action_kind(action_space)
         if self.kind == "discrete":
             out_dim = int(action_space.n)
@@ -136,7 +148,7 @@ class MLPPolicy(nn.Module):
             out_dim = sum(self.nvec)
         else:  # box, multibinary
             out_dim = int(np.prod(action_space.shape))
-        self.net = mlp([obs_dim, *hidden, out_dim], activation, 0.01, generator)
+        self.net = mlp([self.input_width(obs_dim), *hidden, out_dim], activation, 0.01, generator)
         if self.kind == "box":
             self.log_std = nn.Parameter(torch.full((out_dim,), float(log_std_init)))
 
@@ -179,11 +191,8 @@ class MLPPolicy(nn.Module):
             return action, log_density.sum(-1)
         return draw(self.distribution(out), generator)
 
-    def _input(self, obs: Tensor) -> Tensor:
-        return obs if self.features is None else self.features(obs)
 
-
-class MLPValue(nn.Module):
+class MLPValue(OnFeatures):
     """V(s) of shape [B]: an MLP, after ``features`` as in `MLPPolicy`."""
 
     def __init__(
@@ -194,15 +203,11 @@ class MLPValue(nn.Module):
         generator: torch.Generator | None = None,
         features: nn.Module | None = None,
     ):
-        super().__init__()
-        self.features = features
-        if features is not None:
-            obs_dim = features.out_dim
-        self.net = mlp([obs_dim, *hidden, 1], activation, 1.0, generator)
+        super().__init__(features)
+        self.net = mlp([self.input_width(obs_dim), *hidden, 1], activation, 1.0, generator)
 
     def forward(self, obs: Tensor) -> Tensor:
-        x = obs if self.features is None else self.features(obs)
-        return self.net(x).squeeze(-1)
+        return self.net(self._input(obs)).squeeze(-1)
 
 
 def sample_action(

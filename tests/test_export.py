@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from trpo import TRPO
+from trpo.agent import Agent
 from trpo.cli import main
-from trpo.export import example_observations, export_policy
+from trpo.config import Config
+from trpo.export import ExportError, example_observations, export_policy
 from trpo.normalization import RunningMeanStd
 
 
@@ -85,3 +87,17 @@ def test_cli_export_of_a_trained_run(tmp_path, capsys):
     actions = torch.jit.load(str(run / "policy.pt"))(torch.from_numpy(obs)).numpy()
     np.testing.assert_array_equal(actions, loaded.predict(obs)[0])
     assert main(["export", str(run), "--checkpoint", "nope"]) == 2
+
+
+@pytest.mark.parametrize(
+    "obs_space",
+    [
+        gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+        gym.spaces.Dict({"v": gym.spaces.Box(-1, 1, (2,)), "d": gym.spaces.Discrete(3)}),
+    ],
+    ids=["image", "dict"],
+)
+def test_export_refuses_images_and_dicts_naming_the_way(obs_space, tmp_path):
+    agent = Agent(obs_space, gym.spaces.Discrete(3), Config(policy_hidden=(), value_hidden=()))
+    with pytest.raises(ExportError, match="images or Dict/Tuple observations, export agent.policy"):
+        export_policy(agent, tmp_path / "policy.pt")

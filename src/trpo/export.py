@@ -46,6 +46,12 @@ class DeployedPolicy(nn.Module):
                 "it with torch.onnx / torch.jit and apply agent.normalizer and agent.adapter "
                 "around it as trpo.export.DeployedPolicy does"
             )
+        if agent.encoder.has_images or len(agent.encoder.leaves[0].key) > 0:
+            raise ExportError(
+                "export covers flat observations (vectors, Discrete, MultiDiscrete, "
+                "MultiBinary); for images or Dict/Tuple observations, export agent.policy "
+                "with torch.onnx / torch.jit: it takes agent.observation_tensor(obs) rows"
+            )
         obs_space, action_space = agent.observation_space, agent.action_space
         self.obs_kind = _space_kind(obs_space)
         self.obs_dim = agent.encoder.dim
@@ -54,7 +60,7 @@ class DeployedPolicy(nn.Module):
             self.register_buffer("eye", torch.eye(self.obs_dim))
         elif self.obs_kind == "multidiscrete":
             nvec = np.asarray(obs_space.nvec).reshape(-1)
-            offsets = agent.encoder.offsets - np.asarray(obs_space.start).reshape(-1)
+            offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]) - np.asarray(obs_space.start)
             self.register_buffer("obs_offsets", torch.as_tensor(offsets, dtype=torch.int64))
             self.register_buffer("eye", torch.eye(int(nvec.sum())))
         normalizer = agent.normalizer

@@ -116,8 +116,10 @@ def measure_update(
     repeats: int,
     fvp_subsample: float,
     device: torch.device,
+    chunk: int = 0,
 ) -> dict[str, float]:
-    """Times (and peak memory) of g, one FVP and one `policy_step` of ``policy`` on ``obs``."""
+    """Times (and peak memory) of g, one FVP and one `policy_step` of ``policy`` on ``obs``
+    (g on the whole batch; the FVP and the step in chunks of ``chunk`` states if set)."""
     policy.to(device)
     obs = obs.to(device)
     params = list(policy.parameters())
@@ -126,7 +128,7 @@ def measure_update(
         actions = torch.cat([old.sample() for old in olds])
         old_log_probs = torch.cat([o.log_prob(a) for o, a in zip(olds, actions.split(64))])
     advantages = torch.randn(obs.shape[0], device=device)
-    config = Config(fvp_subsample=fvp_subsample)
+    config = Config(fvp_subsample=fvp_subsample, update_chunk=chunk)
     dims = action_dims(action_space)
     kept = max(1, round(fvp_subsample * obs.shape[0]))
     fisher_obs = obs[torch.randperm(obs.shape[0])[:kept].to(device)]  # as policy_step draws
@@ -148,7 +150,7 @@ def measure_update(
     # pass would already raise ru_maxrss.
     flat_grad(policy(obs[:2]).log_prob(actions[:2]).sum(), params)
     memory = PeakMemory(device)
-    fvp = fisher_product(policy, fisher_obs, params, config.damping)
+    fvp = fisher_product(policy, fisher_obs, params, config.damping, chunk)
     fvp(v)
     fvp_peak = memory.peak()
     del fvp
@@ -156,7 +158,7 @@ def measure_update(
     update_s = median_seconds(update, max(1, repeats // 2), device)
     update_peak = memory.peak()
     gradient_s = median_seconds(gradient, repeats, device)
-    fvp = fisher_product(policy, fisher_obs, params, config.damping)  # the product the update uses
+    fvp = fisher_product(policy, fisher_obs, params, config.damping, chunk)  # as the update
     fvp_s = median_seconds(lambda: fvp(v), repeats, device)
     return {
         "parameters": float(v.numel()),
@@ -181,7 +183,7 @@ def measure_mlp(width: int, batch: int, repeats: int, fvp_subsample: float, devi
 
 
 def measure_cnn(
-    kind: str, batch: int, repeats: int, fvp_subsample: float, device: str, threads: int
+    kind: str, batch: int, repeats: int, fvp_subsample: float, device: str, threads: int, chunk: int
 ):
     """One --cnn row; run in a fresh process (ru_maxrss only ever grows)."""
     torch.set_num_threads(threads)
@@ -193,7 +195,8 @@ def measure_cnn(
     # Drawn as bytes: an int64 draw would set a peak RSS above the update's own.
     frames = np.random.default_rng(0).integers(0, 256, (batch, *space.shape), np.uint8)
     obs = torch.from_numpy(encoder(frames if space.dtype == np.uint8 else frames < 128))
-    return measure_update(policy, obs, action_space, repeats, fvp_subsample, torch.device(device))
+    device_ = torch.device(device)
+    return measure_update(policy, obs, action_space, repeats, fvp_subsample, device_, chunk)
 
 
 def mlp_table(args: argparse.Namespace) -> None:
@@ -215,26 +218,29 @@ def mib(r: dict[str, float], key: str) -> str:
 
 
 def cnn_table(args: argparse.Namespace) -> None:
-    cases = [(kind, b, 1.0) for kind in ("nature", "small") for b in args.atari_batches]
-    cases += [("grid", b, 1.0) for b in args.minatar_batches]
-    cases.append(("nature", max(args.atari_batches), args.fvp_subsample or 0.1))
+    cases = [(kind, b, 1.0, 0) for kind in ("nature", "small") for b in args.atari_batches]
+    cases += [("grid", b, 1.0, 0) for b in args.minatar_batches]
+    cases.append(("nature", max(args.atari_batches), args.fvp_subsample or 0.1, 0))
+    cases.append(("nature", max(args.atari_batches), 1.0, args.chunk))
     print(f"Discrete(6) actions, {args.threads} thread(s), {args.device}, one process per row")
     print(
-        "| network | observation | parameters | batch | F states | gradient ms | FVP ms "
+        "| network | observation | parameters | batch | F states | chunk | gradient ms | FVP ms "
         "| FVP / gradient | update ms | FVP peak MiB | update peak MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     spawn = multiprocessing.get_context("spawn")  # fresh memory, and safe with CUDA
-    for kind, batch, subsample in cases:
+    for kind, batch, subsample, chunk in cases:
         with spawn.Pool(1) as pool:
             r = pool.apply(
-                measure_cnn, (kind, batch, args.repeats, subsample, args.device, args.threads)
+                measure_cnn,
+                (kind, batch, args.repeats, subsample, args.device, args.threads, chunk),
             )
         space = CNN_SPACES[kind]
         observation = f"{'×'.join(map(str, space.shape))} {space.dtype}"
         print(
             f"| {kind} | {observation} | {r['parameters']:,.0f} | {batch} "
-            f"| {r['fisher_states']:.0f} | {r['gradient_ms']:.0f} | {r['fvp_ms']:.0f} "
+            f"| {r['fisher_states']:.0f} | {chunk or '-'} | {r['gradient_ms']:.0f} "
+            f"| {r['fvp_ms']:.0f} "
             f"| {r['fvp_per_gradient']:.2f} | {r['update_ms']:,.0f} "
             f"| {mib(r, 'fvp_peak')} | {mib(r, 'update_peak')} |",
             flush=True,
@@ -255,6 +261,9 @@ def main() -> None:
         "row's (default 0.1)",
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--chunk", type=int, default=256, help="--cnn: update_chunk of the last row's update"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():

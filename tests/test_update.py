@@ -185,3 +185,34 @@ def test_trust_region_scales_only_with_per_dim():
     assert update.trust_region(config, 6) == (0.02, 0.1)
     assert update.trust_region(config.replace(kl_scale="per_dim"), 6) == (0.02 * 6, 0.1 * 6)
     assert update.trust_region(config.replace(kl_scale="per_dim"), 1) == (0.02, 0.1)
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+def test_a_chunked_update_takes_the_same_step(env_id):
+    # 2048 states in chunks of 300 (the last one shorter): the same g, F and step up to
+    # float rounding, built one chunk's graph at a time.
+    whole, obs, actions, adv, old_lp = real_batch(env_id)
+    chunked, *_ = real_batch(env_id, update_chunk=300)
+    params = list(whole.policy.parameters())
+    v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        update.fisher_product(whole.policy, obs, params, 0.1, chunk=300)(v),
+        update.fisher_product(whole.policy, obs, params, 0.1)(v),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    theta_k = parameters_to_vector(params).detach().clone()
+    a = step(whole, obs, actions, adv, old_lp)
+    b = step(chunked, obs, actions, adv, old_lp)
+    assert a.accepted and b.accepted and a.backtracks == b.backtracks
+    assert b.grad_norm == pytest.approx(a.grad_norm, rel=1e-5)
+    assert b.kl == pytest.approx(a.kl, rel=1e-3)
+    # CG's ten iterations carry the rounding differences into the step, a little.
+    step_a = parameters_to_vector(whole.policy.parameters()) - theta_k
+    step_b = parameters_to_vector(chunked.policy.parameters()) - theta_k
+    assert float((step_b - step_a).norm()) <= 1e-3 * float(step_a.norm())
+
+
+def test_chunks_cover_the_rows_once():
+    assert update.chunks(7, 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert update.chunks(6, 6) == [slice(0, 6)]

@@ -100,6 +100,11 @@ class Config:
     fvp_subsample: float = 1.0
     """Fraction of the batch's states on which the Fisher-vector products are computed
     (1.0: all). Smaller is faster per CG iteration but changes the algorithm: opt-in."""
+    update_chunk: int = 0
+    """States per chunk for the policy step's gradient and Fisher-vector products (0: the
+    whole batch at once). Bounds the step's peak memory for large networks on big batches
+    (CNNs: ~0.7 MB a state at once, docs/benchmarks.md) at the cost of a forward per chunk
+    for every product; the step is the same up to float rounding."""
     cg_iters: int = 10
     """Conjugate-gradient iterations per update."""
     cg_residual_tol: float = 1e-10
@@ -262,7 +267,7 @@ def _problems(c: Config) -> typing.Iterator[str]:
             yield f"{name} must be a finite number, got {getattr(c, name)!r}"
     if _finite_number(c.damping) and c.damping < 0:
         yield f"damping must be >= 0, got {c.damping!r}"
-    for name in ("eval_every", "checkpoint_every", "seed"):
+    for name in ("eval_every", "checkpoint_every", "seed", "update_chunk"):
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             yield f"{name} must be an integer >= 0, got {value!r}"

@@ -85,8 +85,9 @@ def policy_step(
         old_dist = policy(obs)  # θk, detached: the fixed side of the KL and of the ratio
         entropy = float(old_dist.entropy().mean())
 
-    def surrogate(dist) -> Tensor:
-        return (torch.exp(dist.log_prob(actions) - old_log_probs) * advantages).mean()
+    def surrogate(dist, rows: slice = slice(None)) -> Tensor:
+        ratio = torch.exp(dist.log_prob(actions[rows]) - old_log_probs[rows])
+        return (ratio * advantages[rows]).mean()
 
     def evaluate(theta: Tensor) -> tuple[float, float]:
         assign_flat(theta, params)
@@ -96,9 +97,16 @@ def policy_step(
             kl = mean_kl(old_dist, dist, config.kl_direction)
         return float(improvement), float(kl)
 
-    surrogate_at_old = surrogate(policy(obs))
-    surrogate_old = surrogate_at_old.detach()
-    g = flat_grad(surrogate_at_old, params)
+    if config.update_chunk and obs.shape[0] > config.update_chunk:
+        surrogate_old = surrogate(old_dist)  # the same numbers as L at θk with its graph
+        g = sum(
+            flat_grad(surrogate(policy(obs[rows]), rows) * _share(rows, obs), params)
+            for rows in chunks(obs.shape[0], config.update_chunk)
+        )
+    else:
+        surrogate_at_old = surrogate(policy(obs))
+        surrogate_old = surrogate_at_old.detach()
+        g = flat_grad(surrogate_at_old, params)
     if bool(torch.isfinite(g).all()) and not bool(g.any()):
         # CG would return x = 0 and sqrt(2δ / xᵀHx)·x would be 0/0: no step, reported as such
         return StepStats(
@@ -125,7 +133,7 @@ def policy_step(
             n = obs.shape[0]
             kept = max(1, round(config.fvp_subsample * n))
             fisher_obs = obs[torch.randperm(n, generator=generator)[:kept].to(obs.device)]
-        fvp = fisher_product(policy, fisher_obs, params, damping)
+        fvp = fisher_product(policy, fisher_obs, params, damping, config.update_chunk)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":
@@ -176,12 +184,23 @@ def trust_region(config: Config, action_dims: int) -> tuple[float, float]:
 
 
 def fisher_product(
-    policy: nn.Module, obs: Tensor, params: list[Tensor], damping: float
+    policy: nn.Module, obs: Tensor, params: list[Tensor], damping: float, chunk: int = 0
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (F + λI) v on the states ``obs`` at the current parameters θk: through the
     distribution parameters where the policy exposes them (`MLPPolicy`), else by double
     backprop through any policy. Either KL direction has F as its Hessian at θk; both
-    products differentiate KL(old ‖ new)."""
+    products differentiate KL(old ‖ new). With ``chunk`` (< the states), F is the mean of
+    the chunks' Fisher matrices, each product rebuilding one chunk's graph at a time."""
+    if chunk and obs.shape[0] > chunk:
+        parts = [(rows, _share(rows, obs)) for rows in chunks(obs.shape[0], chunk)]
+
+        def product(v: Tensor) -> Tensor:
+            fv = (
+                share * fisher_product(policy, obs[rows], params, 0.0)(v) for rows, share in parts
+            )
+            return sum(fv) + damping * v
+
+        return product
     if isinstance(policy, MLPPolicy):
         z = policy.distribution_parameters(obs)
         old = policy.distribution(*(part.detach() for part in z))
@@ -193,6 +212,16 @@ def fisher_product(
     with torch.no_grad():
         old = policy(obs)
     return fisher_vector_product(mean_kl(old, policy(obs), "old_new"), params, damping)
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` of ``n`` rows."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _share(rows: slice, obs: Tensor) -> float:
+    """The fraction of the batch in ``rows``: a chunk's mean weighs this much in the batch's."""
+    return (rows.stop - rows.start) / obs.shape[0]
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,9 @@ class Run:
                         with signals.deferred():  # a SIGTERM waits for the records
                             self.metrics.append(stats.row())
                             if outputs is not None:
-                                outputs.write(stats, self.metrics[-1])
+                                new_best = outputs.note_best(stats)
                                 whole = self._snapshot()
+                                outputs.write(stats, self.metrics[-1], whole[1], new_best)
                         if bar is not None:
                             bar.update(
                                 trainer.steps, stats.fps, stats.episode_return, stats.policy.kl
@@ -236,17 +237,27 @@ class _RunOutputs:
         purge = run.trainer.steps + 1 if run.trainer.steps else None
         self.tensorboard = TensorBoardLog(self.dir / "tb", purge) if tensorboard else None
 
-    def write(self, stats: IterationStats, row: dict[str, Any]) -> None:
+    def note_best(self, stats: IterationStats) -> bool:
+        """Whether this iteration's evaluation is the run's best so far (recorded as such)."""
+        run = self.run
+        if math.isnan(stats.eval_return) or stats.eval_return <= run.best_eval:
+            return False
+        run.best_eval = stats.eval_return
+        return True
+
+    def write(
+        self, stats: IterationStats, row: dict[str, Any], state: dict[str, State], new_best: bool
+    ) -> None:
+        """The iteration's records, and its checkpoints from ``state`` (`Run._snapshot`,
+        gathered once for the snapshot and every checkpoint of this iteration)."""
         self.csv.write(row)
         if self.tensorboard is not None:
             self.tensorboard.write(row, stats.steps)
-        run = self.run
-        if not math.isnan(stats.eval_return) and stats.eval_return > run.best_eval:
-            run.best_eval = stats.eval_return
-            run.save(self.dir / "best.safetensors")
-        every = run.agent.config.checkpoint_every
-        if every and run.trainer.iteration % every == 0:
-            run.save(self.dir / "last.safetensors")
+        if new_best:
+            save_checkpoint(self.dir / "best.safetensors", state)
+        every = self.run.agent.config.checkpoint_every
+        if every and self.run.trainer.iteration % every == 0:
+            save_checkpoint(self.dir / "last.safetensors", state)
 
     def close(self, ending: str, whole: tuple[Path, dict[str, State]] | None = None) -> None:
         """``ending``: finished (last + final checkpoints), interrupted (last: the state

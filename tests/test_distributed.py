@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from importlib.util import find_spec
 
 import gymnasium as gym
 import numpy as np
@@ -53,10 +54,17 @@ def first_batch_and_update(env_id: str, **settings):
     return batch, parameters(agent)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+MINATAR = pytest.param(
+    "MinAtar/Breakout-v1",  # images: the batches cross Ray as bytes
+    marks=pytest.mark.skipif(find_spec("minatar") is None, reason="needs minatar"),
+)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", MINATAR])
 def test_two_workers_give_the_local_first_batch_and_update(env_id):
     local_batch, local_params = first_batch_and_update(env_id)
     ray_batch, ray_params = first_batch_and_update(env_id, backend="ray", ray_workers=2)
+    assert ray_batch.obs.dtype == local_batch.obs.dtype
     assert_same_batch(local_batch, ray_batch)
     for a, b in zip(local_params, ray_params, strict=True):
         assert torch.equal(a, b)

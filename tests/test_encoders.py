@@ -84,8 +84,8 @@ def test_dict_rows_keep_each_key_in_order_and_normalise_only_vectors():
             "mission": Text(20),
         }
     )
-    with pytest.warns(UserWarning, match="text parts mission are dropped"):
-        encoder = ObservationEncoder(space)
+    encoder = ObservationEncoder(space)
+    assert encoder.dropped == ["mission"]
     obs = [space.sample() for _ in range(3)]
     rows = encoder(obs)
     assert rows.dtype == np.float32 and rows.shape == (3, 147 + 4 + 2)
@@ -105,6 +105,16 @@ def test_dict_rows_keep_each_key_in_order_and_normalise_only_vectors():
     # A vector env's batch (a dict of stacked arrays) gives the same rows.
     stacked = {k: np.stack([o[k] for o in obs]) for k in ("grid", "direction", "speed")}
     np.testing.assert_array_equal(encoder(stacked), rows)
+
+
+def test_the_agent_names_dropped_text_once(caplog):
+    space = Dict({"v": Box(-1, 1, (2,)), "mission": Text(10)})
+    with caplog.at_level("WARNING", logger="trpo"):
+        Agent(space, Discrete(2), Config())
+    assert [r.getMessage() for r in caplog.records] == [
+        "the observation's text parts mission are dropped: trpo's networks do not read text "
+        "(encode them in a wrapper to use them)"
+    ]
 
 
 def test_unflatten_gives_a_users_module_the_spaces_shapes():

@@ -105,3 +105,11 @@ def test_env_instance_is_accepted_for_a_single_env():
 def test_env_instance_cannot_back_several_copies():
     with pytest.raises(EnvError, match="n_envs=2 needs env copies"):
         TRPO(CountingEnv(), n_envs=2, steps_per_iter=64)  # no spec: it cannot be copied
+
+
+def test_minigrid_ids_are_a_family_registered_by_importing_minigrid():
+    from trpo.envs import family_hint
+
+    assert "pip install 'trpo[minigrid]'" in family_hint("MiniGrid-DoorKey-5x5-v0")
+    assert "pip install 'trpo[minigrid]'" in family_hint("BabyAI-GoToLocal-v0")
+    assert family_hint("MiniGridLike-v0") == ""

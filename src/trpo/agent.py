@@ -4,6 +4,7 @@ and loads its own state, and `Agent.load` rebuilds it from a checkpoint without 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from trpo.normalization import ObservationNormalizer
 from trpo.policies import MLPPolicy, MLPValue, sample_action
 from trpo.reproducibility import aligned_tensor, seeded_generator
 
+log = logging.getLogger("trpo")
+
 
 class Agent:
     """Acts in ``observation_space`` / ``action_space`` with the networks ``config``
@@ -47,6 +50,12 @@ class Agent:
         self.action_space = action_space
         self.config = config
         self.encoder = encoder = ObservationEncoder(observation_space)
+        if encoder.dropped:
+            log.warning(
+                "the observation's text parts %s are dropped: trpo's networks do not read "
+                "text (encode them in a wrapper to use them)",
+                ", ".join(encoder.dropped),
+            )
         self.normalizer = ObservationNormalizer.for_run(encoder, config)
         self.adapter = ActionAdapter(action_space)
         self.custom_modules = policy is not None or value_fn is not None

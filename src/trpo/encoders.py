@@ -19,7 +19,6 @@ Stable-Baselines3's ``is_image_space`` does, plus small binary grids such as Min
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -131,20 +130,14 @@ class ObservationEncoder:
     or tuple of such arrays, as vector envs return them, or a list of single observations)
     into a [B, D] array of `dtype`.
 
-    Text parts of a Dict or Tuple (`gymnasium.spaces.Text`, MiniGrid's mission) are dropped,
-    named once in a warning: their strings need a tokenizer no default network has.
-    Dropped parts are not stored anywhere."""
+    Text parts of a Dict or Tuple (`gymnasium.spaces.Text`, MiniGrid's mission) are dropped
+    (named in `dropped`; the agent logs them once): their strings need a tokenizer no
+    default network has. Dropped parts are not stored anywhere."""
 
     def __init__(self, space: gym.Space):
         self.space = space
-        dropped: list[str] = []
-        parts = _leaves(space, (), dropped)
-        if dropped:
-            warnings.warn(
-                f"the observation's text parts {', '.join(dropped)} are dropped: trpo's "
-                "networks do not read text. Encode them yourself in a wrapper to use them.",
-                stacklevel=2,
-            )
+        self.dropped: list[str] = []
+        parts = _leaves(space, (), self.dropped)
         if not parts:
             raise UnsupportedSpaceError(
                 f"observation space {space} is not supported: it has nothing but text"

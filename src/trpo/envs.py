@@ -135,6 +135,7 @@ _FAMILIES = {
     # namespace: (the module that registers its envs, the trpo extra, the family's name)
     "ALE": ("ale_py", "atari", "Atari"),
     "MinAtar": ("minatar.gym", "minatar", "MinAtar"),
+    "MiniGrid": ("minigrid", "minigrid", "MiniGrid"),  # ids MiniGrid-*, BabyAI-*: no namespace
 }
 _BOX2D = ("LunarLander", "BipedalWalker", "CarRacing")
 _MUJOCO = (
@@ -167,10 +168,11 @@ def make_env(env_id: str, kwargs: dict[str, Any], training: bool = True) -> gym.
 def register_family(env_id: str) -> None:
     """Register the envs of ``env_id``'s family where Gymnasium needs a call for it:
     ``ALE/`` ids (``gym.register_envs(ale_py)``) and ``MinAtar/`` ids
-    (``minatar.gym.register_envs()``). Nothing for other ids, or once registered."""
+    (``minatar.gym.register_envs()``); MiniGrid's and BabyAI's register when ``minigrid`` is
+    imported. Nothing for other ids, or once registered."""
     env_id = env_id.rpartition(":")[2]
-    namespace = env_id.partition("/")[0] if "/" in env_id else None
-    if namespace not in _FAMILIES or env_id in gym.registry:
+    namespace = _family(env_id)
+    if namespace is None or env_id in gym.registry:
         return
     module_name, extra, family = _FAMILIES[namespace]
     import importlib
@@ -184,15 +186,23 @@ def register_family(env_id: str) -> None:
         ) from None
     if namespace == "ALE":
         gym.register_envs(module)
-    else:
+    elif namespace == "MinAtar":
         module.register_envs()
+
+
+def _family(env_id: str) -> str | None:
+    """The `_FAMILIES` key of ``env_id``: its namespace, or MiniGrid's id prefixes."""
+    if "/" in env_id:
+        namespace = env_id.partition("/")[0]
+        return namespace if namespace in _FAMILIES else None
+    return "MiniGrid" if env_id.startswith(("MiniGrid-", "BabyAI-")) else None
 
 
 def family_hint(env_id: str) -> str:
     """' ... pip install trpo[EXTRA]' for ids of the env families an extra provides."""
     env_id = env_id.rpartition(":")[2]
-    namespace = env_id.partition("/")[0] if "/" in env_id else None
-    if namespace in _FAMILIES:
+    namespace = _family(env_id)
+    if namespace is not None:
         module_name, extra, family = _FAMILIES[namespace]
         return f" {family} envs need `pip install 'trpo[{extra}]'` ({module_name})."
     name = env_id.split("-v")[0]

@@ -23,12 +23,17 @@ ENV_ID = "MinAtar/Breakout-v1"
 
 @pytest.fixture
 def built():
+    # The benchmark's main sets one torch thread for the process; so does this fixture,
+    # whatever the machine's default (2 on a 2-core CI runner).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(minatar_sb3.BASE["torch_threads"])
     minatar_sb3.register_family(ENV_ID)
     settings = minatar_sb3.matched_settings(ENV_ID, seed=0)
     agent, model = minatar_sb3.make_trpo(settings), minatar_sb3.make_sb3(settings)
     yield agent, model
     agent.close()
     model.get_env().close()
+    torch.set_num_threads(threads)
 
 
 def test_settings_match(built):

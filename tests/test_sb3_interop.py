@@ -83,10 +83,27 @@ def test_mlp_policy_name_gives_the_default_mlps():
         assert torch.equal(a, b) and torch.equal(a, c)
 
 
+class GridEnv(gym.Env):
+    observation_space = gym.spaces.Dict({"grid": gym.spaces.Box(0, 1, (10, 10, 2), bool)})
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
 @pytest.mark.parametrize("name", ["CnnPolicy", "MultiInputPolicy"])
-def test_unsupported_policy_names_are_refused_saying_what_to_do(name):
-    with pytest.raises(ValueError, match="not supported yet.*MlpPolicy"):
-        TRPO(name, gym.make("CartPole-v1"))
+def test_cnn_and_multi_input_names_are_the_default_networks(name):
+    by_name = TRPO(name, GridEnv, **FAST)
+    assert by_name.agent.policy.features.images["0"].kind == "grid"
+
+
+def test_unknown_policy_names_are_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="MlpPolicy, CnnPolicy, MultiInputPolicy"):
+        TRPO("CartPole-v1", policy="LstmPolicy")
 
 
 def test_sb3_callback_objects_are_refused():

@@ -7,26 +7,17 @@ from typing import Any
 
 log = logging.getLogger("trpo")
 
-SB3_POLICIES = {
-    "MlpPolicy": None,
-    "CnnPolicy": "image observations need a CNN encoder, which trpo does not have yet",
-    "MultiInputPolicy": "Dict observations need one encoder per key, which trpo does not have yet",
-}
-"""Stable-Baselines3's policy names: accepted where SB3 takes them (MlpPolicy is trpo's
-MLPs), or refused saying why (None: supported)."""
+SB3_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+"""Stable-Baselines3's policy names, all accepted: each means trpo's default networks, whose
+first layers follow the observation space (`trpo.encoders`: an MLP on vectors, a CNN per
+image, one part per Dict key), so the name need not say it."""
 
 
 def check_policy_name(name: str) -> None:
     if name not in SB3_POLICIES:
         raise ValueError(
-            f"unknown policy {name!r}: pass 'MlpPolicy' (trpo's MLPs) or an nn.Module "
-            "(see trpo.policies)"
-        )
-    if SB3_POLICIES[name] is not None:
-        raise ValueError(
-            f"{name} is not supported yet: {SB3_POLICIES[name]} (they are coming). For now "
-            "flatten the observations (gymnasium.wrappers.FlattenObservation) and use "
-            "'MlpPolicy', or pass your own policy module (see trpo.policies)"
+            f"unknown policy {name!r}: pass one of {', '.join(SB3_POLICIES)} (trpo's default "
+            "networks, chosen from the observation space) or an nn.Module (see trpo.policies)"
         )
 
 
@@ -77,7 +68,7 @@ def target_steps(
 def sb3_arguments(policy: Any, env: Any, config: Any) -> tuple[Any, Any, Any]:
     """``(policy, env, config)`` as trpo takes them from what an SB3 user wrote:
     ``TRPO("MlpPolicy", env)`` moves the env to its place, a policy name becomes the
-    default networks (None) or is refused saying why, and a ``config`` must be trpo's."""
+    default networks (None), and a ``config`` must be trpo's."""
     from trpo.config import Config, Settings
 
     if isinstance(env, str) and env in SB3_POLICIES:  # SB3's TRPO("MlpPolicy", env)

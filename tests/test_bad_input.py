@@ -120,6 +120,26 @@ def test_memory_estimate_counts_parameters_batch_and_activations():
     assert estimate.total == estimate.parameters + estimate.batch + estimate.activations
 
 
+class CameraEnv(gym.Env):
+    """Full-size camera frames, as AddRenderObservation gives them."""
+
+    observation_space = Box(0, 255, (400, 600, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((400, 600, 3), np.uint8), {}
+
+    def step(self, action):
+        return np.zeros((400, 600, 3), np.uint8), 0.0, False, False, {}
+
+
+def test_large_frames_that_do_not_fit_are_refused_with_the_resize_wrapper(monkeypatch):
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**30)
+    with pytest.raises(InsufficientMemoryError, match="ResizeObservation"):
+        TRPO(CameraEnv, n_envs=1, steps_per_iter=64)
+
+
 def test_memory_estimate_of_atari_frames_counts_bytes_and_both_cnns():
     config = Config(policy_hidden=(), value_hidden=(), steps_per_iter=1000)
     frames = ObservationEncoder(Box(0, 255, (4, 84, 84), np.uint8))

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from trpo.config import Config, ConfigError
-from trpo.encoders import ObservationEncoder, features_size
+from trpo.encoders import ObservationEncoder, features_size, image_shape
 
 FLOAT = 4
 """Bytes per float32."""
@@ -125,7 +125,19 @@ def check_memory(config: Config, encoder: ObservationEncoder, act_dim: int) -> N
         f"(parameters {_gib(estimate.parameters)}, batch {_gib(estimate.batch)}, "
         f"activations {_gib(estimate.activations)}; policy_hidden={config.policy_hidden}, "
         f"steps_per_iter={config.steps_per_iter}) but {_gib(available)} is available: "
-        "reduce the networks or steps_per_iter, or pass --force (force=True) to try anyway"
+        f"reduce the networks or steps_per_iter{_resize_hint(encoder)}, or pass --force "
+        "(force=True) to try anyway"
+    )
+
+
+def _resize_hint(encoder: ObservationEncoder) -> str:
+    """Advice for images far larger than the CNNs were made for (84×84 Atari frames)."""
+    sides = [max(image_shape(leaf.space)[1:]) for leaf in encoder.leaves if leaf.kind == "image"]
+    if not sides or max(sides) <= 2 * 84:
+        return ""
+    return (
+        ", or shrink the images (e.g. gymnasium.wrappers.ResizeObservation(env, (84, 84)); "
+        "the CNN's first dense layer grows with the image's area)"
     )
 
 

@@ -166,3 +166,12 @@ def test_write_results_adds_the_aggregate_and_its_profile(tmp_path):
     assert "Left out (no reference score): Reacher-v5." in markdown
     assert f"![performance profile]({PROFILE_FILE})" in markdown
     assert markdown.rstrip().endswith("Command: `trpo benchmark fake`")
+
+
+def test_namespaced_env_ids_give_flat_run_directories(tmp_path):
+    from trpo.benchmark import benchmark_cells
+    from trpo.config import Config
+
+    cells = benchmark_cells([Config(env_id="ALE/Pong-v5")], [0, 1], tmp_path)
+    assert [cell.run_dir.name for cell in cells] == ["ALE-Pong-v5-s0", "ALE-Pong-v5-s1"]
+    assert all(cell.run_dir.parent == tmp_path for cell in cells)

@@ -34,6 +34,7 @@ from trpo.logger import METRICS_FILE, read_metrics
 from trpo.metrics import SCORE_WINDOW, run_score
 from trpo.plot import figure, plot_band
 from trpo.reference_scores import anchors
+from trpo.rundir import env_dir_name
 
 CONFIDENCE = 0.95
 AGGREGATE_REPS = 50_000
@@ -48,7 +49,7 @@ PROFILE_FILE = "performance_profile.png"
 def benchmark_cells(configs: list[Config], seeds: list[int], out: Path) -> list[Cell]:
     """One cell per env config (preset and user settings already applied) and seed."""
     return [
-        Cell(config.replace(seed=seed), out / f"{config.env_id}-s{seed}")
+        Cell(config.replace(seed=seed), out / f"{env_dir_name(config.env_id)}-s{seed}")
         for config in configs
         for seed in seeds
     ]
@@ -251,7 +252,7 @@ def plot_env(env_id: str, runs: list[list[dict[str, float]]], out: Path) -> None
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    fig.savefig(out / f"{env_id}.png", dpi=110)
+    fig.savefig(out / f"{env_dir_name(env_id)}.png", dpi=110)
 
 
 def plot_profile(aggregates: dict[str, Aggregate], path: Path) -> Path:

@@ -23,6 +23,7 @@ from trpo.cli import (
 from trpo.config import Config
 from trpo.config_text import config_table, config_text
 from trpo.presets import ATARI, MINATAR, PRESETS, has_preset, preset_for
+from trpo.rundir import env_dir_name
 
 if typing.TYPE_CHECKING:
     from trpo.api import TRPO
@@ -41,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("train needs an environment id, e.g. `trpo train CartPole-v1`")
     settings = resolve_args_settings(args)
     config = settings.config
-    run_dir = args.run_dir or RUNS_ROOT / f"{config.env_id}-{config.algo}-s{config.seed}"
+    name = f"{env_dir_name(config.env_id)}-{config.algo}-s{config.seed}"
+    run_dir = args.run_dir or RUNS_ROOT / name
     from trpo import rundir
 
     if rundir.has_content(run_dir) and not args.overwrite:
@@ -202,7 +204,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = resolve_args(args)
     check_env_id(config.env_id, config.env_modules)
     seeds = _seed_range(config.seed, args.seeds, args.workers)
-    out = args.out or RUNS_ROOT / f"compare-{config.env_id}"
+    out = args.out or RUNS_ROOT / f"compare-{env_dir_name(config.env_id)}"
     cells = compare_cells(config, algos, seeds, out)  # validates every seed before any run
     print(f"{len(cells)} runs ({', '.join(algos)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
     if not _run_cells(cells, args):

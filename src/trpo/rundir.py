@@ -100,3 +100,10 @@ def has_content(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds anything but its lock file."""
     run_dir = Path(run_dir)
     return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+
+
+def env_dir_name(env_id: str) -> str:
+    """``env_id`` as one path component of a run directory's name: Gymnasium's namespace
+    separator becomes a dash (``ALE/Pong-v5`` → ``ALE-Pong-v5``), so runs of namespaced
+    envs sit beside the others instead of in a folder per namespace."""
+    return env_id.replace("/", "-")

@@ -28,6 +28,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
+from trpo.encoders import is_text_space
+
 FORMAT_VERSION = 4
 _META_KEY = "trpo"
 
@@ -185,7 +187,7 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
             "max_length": space.max_length,
             "charset": "".join(sorted(space.character_set)),
         }
-    if getattr(space, "dtype", None) is not None and space.dtype.kind == "U":
+    if is_text_space(space):
         # Another space of strings (MiniGrid's mission): the encoder drops it, so a Text
         # stands in for it, the same on both sides of a resume's comparison.
         return {"type": "Text", "min_length": 0, "max_length": 1024, "charset": None}

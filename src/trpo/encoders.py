@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import gymnasium as gym
@@ -89,6 +90,18 @@ class Leaf:
     def name(self) -> str:
         return "/".join(str(k) for k in self.key) or "obs"
 
+    @cached_property
+    def index_offsets(self) -> np.ndarray:
+        """MultiDiscrete leaves: `multidiscrete_offsets`, computed once, not every step."""
+        return multidiscrete_offsets(self.space)
+
+
+def multidiscrete_offsets(space: gym.spaces.MultiDiscrete) -> np.ndarray:
+    """Value v of component j has the one-hot column v + offsets[j] (each component's
+    first column, less its ``start``); components in flattened order."""
+    nvec = np.asarray(space.nvec).reshape(-1)
+    return np.concatenate([[0], np.cumsum(nvec)[:-1]]) - np.asarray(space.start).reshape(-1)
+
 
 def _leaves(space: gym.Space, key: tuple, dropped: list[str]) -> list[tuple]:
     if isinstance(space, gym.spaces.Dict):
@@ -99,7 +112,7 @@ def _leaves(space: gym.Space, key: tuple, dropped: list[str]) -> list[tuple]:
         return [
             leaf for i, sub in enumerate(space.spaces) for leaf in _leaves(sub, (*key, i), dropped)
         ]
-    if _is_text(space) and key:
+    if is_text_space(space) and key:
         dropped.append("/".join(str(k) for k in key))
         return []
     if isinstance(space, gym.spaces.Box):
@@ -119,7 +132,7 @@ def _leaves(space: gym.Space, key: tuple, dropped: list[str]) -> list[tuple]:
     )
 
 
-def _is_text(space: gym.Space) -> bool:
+def is_text_space(space: gym.Space) -> bool:
     """Text, or another space of strings (MiniGrid's ``MissionSpace``): dtype ``<U``."""
     dtype = getattr(space, "dtype", None)
     return isinstance(space, gym.spaces.Text) or (dtype is not None and dtype.kind == "U")
@@ -156,7 +169,6 @@ class ObservationEncoder:
         for leaf in self.leaves:
             if leaf.kind == "vector":
                 self.normalized[leaf.columns] = True
-        self.is_box = isinstance(space, gym.spaces.Box) and not self.has_images
         self.structured = not (
             isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary) and len(space.shape) <= 1
         ) and not isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)
@@ -247,19 +259,17 @@ def _encode(leaf: Leaf, values: Any, dtype: np.dtype) -> np.ndarray:
         index = np.asarray(values, dtype=np.int64).reshape(-1) - int(space.start)
         return np.eye(leaf.size, dtype=dtype)[index]
     if isinstance(space, gym.spaces.MultiDiscrete):
-        nvec = np.asarray(space.nvec).reshape(-1)
-        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
-        values = np.asarray(values, dtype=np.int64).reshape(-1, len(nvec))
+        offsets = leaf.index_offsets
+        values = np.asarray(values, dtype=np.int64).reshape(-1, offsets.size)
         out = np.zeros((values.shape[0], leaf.size), dtype=dtype)
         rows = np.arange(values.shape[0])[:, None]
-        out[rows, offsets + values - np.asarray(space.start).reshape(-1)] = 1
+        out[rows, values + offsets] = 1
         return out
     values = np.asarray(values, dtype=dtype)
     return values.reshape(values.shape[0], -1)
 
 
 # -- torch: the networks' first layers -----------------------------------------------------
-IMAGE_ENCODERS = ("auto", "nature", "small", "grid")
 
 
 def image_cnn(kind: str, channels: int, height: int, width: int) -> tuple[nn.Sequential, str]:

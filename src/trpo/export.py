@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from trpo.agent import Agent
+from trpo.encoders import multidiscrete_offsets
 from trpo.policies import MLPPolicy
 
 Format = Literal["torchscript", "onnx"]
@@ -46,13 +47,13 @@ class DeployedPolicy(nn.Module):
                 "it with torch.onnx / torch.jit and apply agent.normalizer and agent.adapter "
                 "around it as trpo.export.DeployedPolicy does"
             )
-        if agent.encoder.has_images or len(agent.encoder.leaves[0].key) > 0:
+        obs_space, action_space = agent.observation_space, agent.action_space
+        if agent.encoder.has_images or isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
             raise ExportError(
                 "export covers flat observations (vectors, Discrete, MultiDiscrete, "
                 "MultiBinary); for images or Dict/Tuple observations, export agent.policy "
                 "with torch.onnx / torch.jit: it takes agent.observation_tensor(obs) rows"
             )
-        obs_space, action_space = agent.observation_space, agent.action_space
         self.obs_kind = _space_kind(obs_space)
         self.obs_dim = agent.encoder.dim
         if self.obs_kind == "discrete":
@@ -60,7 +61,7 @@ class DeployedPolicy(nn.Module):
             self.register_buffer("eye", torch.eye(self.obs_dim))
         elif self.obs_kind == "multidiscrete":
             nvec = np.asarray(obs_space.nvec).reshape(-1)
-            offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]) - np.asarray(obs_space.start)
+            offsets = multidiscrete_offsets(obs_space)
             self.register_buffer("obs_offsets", torch.as_tensor(offsets, dtype=torch.int64))
             self.register_buffer("eye", torch.eye(int(nvec.sum())))
         normalizer = agent.normalizer

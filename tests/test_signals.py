@@ -8,11 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from trpo import TRPO
+from trpo.envs import make_vector_env
 
 SETTINGS = ["n_envs=2", "steps_per_iter=256", "tensorboard=false", "checkpoint_every=1000"]
 
@@ -83,3 +87,48 @@ def _group(pid: int) -> list[int]:
         ["pgrep", "-P", str(pid)], capture_output=True, text=True
     ).stdout.split()
     return [pid, *map(int, children)]
+
+
+class _SlowStep(gym.Env):
+    """Env 1 takes a while to step, so a signal lands after env 0's reply was read."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        time.sleep(self.delay)
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+
+class _Abandon(Exception):
+    pass
+
+
+def test_async_envs_close_after_a_step_abandoned_half_read(capfd):
+    envs = make_vector_env([lambda: _SlowStep(0.0), lambda: _SlowStep(2.0)], 2, "async")
+    envs.reset(seed=0)
+
+    def abandon(signum, frame):
+        raise _Abandon
+
+    previous = signal.signal(signal.SIGALRM, abandon)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(_Abandon):
+            envs.step(np.zeros(2, np.int64))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    closing = threading.Thread(target=envs.close, daemon=True)
+    closing.start()
+    closing.join(timeout=20)
+    assert not closing.is_alive(), "close waited for a reply that will never come"
+    time.sleep(2.5)  # env 1's step would have finished and answered by now
+    assert "Traceback" not in capfd.readouterr().err

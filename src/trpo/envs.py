@@ -263,7 +263,7 @@ def make_vector_env(
             envs = EnvPoolVectorEnv(env_id, n_envs, env_kwargs or {})
         elif mode == "async":
             shielded = [_IgnoreSignals(fn) for fn in fns]
-            envs = AsyncVectorEnv(shielded, autoreset_mode=AutoresetMode.SAME_STEP)
+            envs = _AsyncEnvs(shielded, autoreset_mode=AutoresetMode.SAME_STEP)
         else:
             envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     except EnvError:
@@ -288,6 +288,39 @@ class _IgnoreSignals:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return self.factory()
+
+
+class _AsyncEnvs(AsyncVectorEnv):
+    """AsyncVectorEnv whose close survives a step or reset abandoned midway (a SIGTERM
+    raising in the parent, a second Ctrl-C): a command then went to only some workers, or
+    only some replies were read, so a polite close would take a stale reply for the
+    worker's goodbye and close the pipe while the worker still writes to it (a
+    BrokenPipeError traceback from each worker). Such workers are killed instead: they
+    ignore SIGTERM, and their envs hold nothing the abandoned iteration could still use."""
+
+    _in_call = False
+
+    def step(self, actions):
+        self._in_call = True
+        result = super().step(actions)
+        self._in_call = False
+        return result
+
+    def reset(self, *, seed=None, options=None):
+        self._in_call = True
+        result = super().reset(seed=seed, options=options)
+        self._in_call = False
+        return result
+
+    def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        if not self._in_call:
+            super().close_extras(timeout, terminate)
+            return
+        for process in self.processes:
+            process.kill()
+            process.join()
+        for pipe in self.parent_pipes:
+            pipe.close()
 
 
 def check_spaces(obs_space: gym.Space, action_space: gym.Space) -> None:

@@ -111,13 +111,20 @@ def test_force_skips_the_memory_check(monkeypatch):
 
 
 def test_memory_estimate_counts_parameters_batch_and_activations():
-    config = Config(policy_hidden=(64, 64), value_hidden=(64, 64), steps_per_iter=1000)
-    estimate = memory_estimate(config, ObservationEncoder(Box(-1, 1, (4,))), act_dim=2)
+    config = Config(
+        policy_hidden=(64, 64), value_hidden=(64, 64), steps_per_iter=1000, overlap="off"
+    )
+    encoder = ObservationEncoder(Box(-1, 1, (4,)))
+    estimate = memory_estimate(config, encoder, act_dim=2)
     policy = (4 * 64 + 64) + (64 * 64 + 64) + (64 * 2 + 2) + 2
     value = (4 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
     assert estimate.parameters == 4 * (10 * policy + 4 * value)
     assert estimate.batch == 4 * 1000 * (4 * 4 + 2 * 2 + 12)
     assert estimate.total == estimate.parameters + estimate.batch + estimate.activations
+    # overlap: the held next batch and the value fit's process on top
+    overlapped = memory_estimate(config.replace(overlap="on"), encoder, act_dim=2)
+    assert overlapped.parameters == estimate.parameters + 4 * 4 * value
+    assert overlapped.batch == 2 * estimate.batch
 
 
 class CameraEnv(gym.Env):
@@ -141,7 +148,7 @@ def test_large_frames_that_do_not_fit_are_refused_with_the_resize_wrapper(monkey
 
 
 def test_memory_estimate_of_atari_frames_counts_bytes_and_both_cnns():
-    config = Config(policy_hidden=(), value_hidden=(), steps_per_iter=1000)
+    config = Config(policy_hidden=(), value_hidden=(), steps_per_iter=1000, overlap="off")
     frames = ObservationEncoder(Box(0, 255, (4, 84, 84), np.uint8))
     estimate = memory_estimate(config, frames, act_dim=4)
     nature = (4 * 32 * 64 + 32) + (32 * 64 * 16 + 64) + (64 * 64 * 9 + 64) + (3136 * 512 + 512)

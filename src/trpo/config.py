@@ -173,6 +173,11 @@ class Config:
     batch's forward is fastest; the weights are copied there after each update."""
     torch_threads: int = 1
     """torch intra-op threads. One reproduces runs exactly and is fastest for small nets."""
+    overlap: Literal["auto", "on", "off"] = "auto"
+    """Fit the value function in a second process while the next batch is collected (the
+    same run, bit for bit: `trpo.overlap`). auto: on with the local backend on the CPU when
+    two cores are free for it (`trpo benchmark`/`compare` workers that fill the cores
+    switch it off)."""
     tensorboard: bool = True
     """Also write TensorBoard events to the run directory."""
 
@@ -293,6 +298,12 @@ def _problems(c: Config) -> typing.Iterator[str]:
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2**20 for s in sizes
         ):
             yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
+    if c.overlap == "on" and (c.backend, c.device, c.torch_threads) != ("local", "cpu", 1):
+        yield (
+            "overlap=on needs backend=local, device=cpu and torch_threads=1 (the value fit's "
+            f"process computes on one CPU thread); got backend={c.backend!r}, "
+            f"device={c.device!r}, torch_threads={c.torch_threads!r}: use overlap=auto"
+        )
     for name, allowed in choices().items():
         if getattr(c, name) not in allowed:
             yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}"

@@ -84,13 +84,17 @@ _stop: Any = None
 """In a grid worker process: the parent's stop event (`_worker_init`)."""
 
 
-def _worker_init(stop: Any) -> None:
+def _worker_init(stop: Any, jobs: int) -> None:
     """A grid worker ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a scheduler's
     SIGTERM reach every process of the group or job), so it never dies mid-write; its
-    parent stops it through ``stop``, and it ends after its running iteration, saved."""
+    parent stops it through ``stop``, and it ends after its running iteration, saved.
+    It shares the cores with ``jobs`` - 1 others (`overlap=auto` reads that)."""
     global _stop
+    from trpo.overlap import share_cores
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    share_cores(jobs)
     _stop = stop
 
 
@@ -134,8 +138,9 @@ def run_grid(cells: list[Cell], workers: int, report: Callable[[str], None] = pr
     # spawn, not fork: each worker starts clean (no inherited torch threads or env handles).
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
+    jobs = min(workers, len(todo))
     pool = ProcessPoolExecutor(
-        min(workers, len(todo)), mp_context=context, initializer=_worker_init, initargs=(stop,)
+        jobs, mp_context=context, initializer=_worker_init, initargs=(stop, jobs)
     )
     with pool, _TerminateAsInterrupt():
         futures = [pool.submit(run_cell, cell) for cell in todo]

@@ -18,6 +18,17 @@ SCORE_WINDOW = 5
 
 
 @dataclass(frozen=True)
+class Overlap:
+    """How the value fit and the next iteration's rollout overlapped (config `overlap`;
+    zeros when they run one after the other)."""
+
+    wait_for_fit_sec: float = 0.0
+    """The rollout was done and waited this long for the value fit."""
+    wait_for_rollout_sec: float = 0.0
+    """The value fit was done and its process idle this long while the rollout ran."""
+
+
+@dataclass(frozen=True)
 class IterationStats:
     """What happened in one iteration; `row()` is its line in metrics.csv."""
 
@@ -40,6 +51,8 @@ class IterationStats:
     advantage_sec: float
     policy_sec: float
     value_sec: float
+    """Seconds of the value fit (in the second process with `overlap`)."""
+    overlap: Overlap
     eval_sec: float
     wall_sec: float
     """Seconds since training started (evaluation included)."""
@@ -58,7 +71,7 @@ class IterationStats:
     def columns() -> list[str]:
         columns = []
         for f in dataclasses.fields(IterationStats):
-            nested = {"policy": StepStats, "value": ValueStats}.get(f.name)
+            nested = {"policy": StepStats, "value": ValueStats, "overlap": Overlap}.get(f.name)
             columns += [g.name for g in dataclasses.fields(nested)] if nested else [f.name]
         return columns
 

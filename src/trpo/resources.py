@@ -7,7 +7,8 @@ the conjugate-gradient and line-search vectors; for the value function Adam's tw
 moments), one iteration's batch arrays (observation rows, uint8 for images, twice: as the
 rollout stores them and as the update's tensors), and the activations of one forward and
 backward pass over the whole batch, which the surrogate gradient and the Fisher-vector
-products need.
+products need. With `overlap`, a second batch (the next one, collected while the value fit
+runs) and the value fit's process (its network, its copy of the rows) on top.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from trpo.config import Config, ConfigError
 from trpo.encoders import ObservationEncoder, features_size, image_shape
+from trpo.overlap import overlap_on
 
 FLOAT = 4
 """Bytes per float32."""
@@ -67,6 +69,9 @@ def memory_estimate(config: Config, encoder: ObservationEncoder, act_dim: int) -
     n = config.steps_per_iter
     row = encoder.dim * encoder.dtype.itemsize
     batch = n * (4 * row + FLOAT * (2 * act_dim + BATCH_SCALARS))
+    if overlap_on(config):  # the next batch, held; the fit's copy of the rows and its network
+        parameters += FLOAT * VALUE_VECTORS * value
+        batch += n * (4 * row + FLOAT * (2 * act_dim + BATCH_SCALARS))
     widths = 2 * cnn_widths + sum(config.policy_hidden) + sum(config.value_hidden) + act_dim + 1
     activations = FLOAT * n * 3 * widths  # forward, its gradient, the Fisher product's
     return MemoryEstimate(parameters, batch, activations)

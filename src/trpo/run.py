@@ -86,7 +86,7 @@ class Run:
                         if stop is not None and stop():
                             signals.interrupted = True
                             break
-                        stats = self._iteration(start)
+                        stats = self._iteration(start, total_steps)
                         with signals.deferred():  # a SIGTERM waits for the records
                             self.metrics.append(stats.row())
                             if outputs is not None:
@@ -127,8 +127,10 @@ class Run:
         copied["run"] = (tensors_run, {**meta_run, "metrics": list(meta_run["metrics"])})
         return self.run_dir / "last.safetensors", copied
 
-    def _iteration(self, start: float) -> IterationStats:
-        stats = self.trainer.iterate()
+    def _iteration(self, start: float, total_steps: int) -> IterationStats:
+        trainer = self.trainer
+        per_iteration = self.agent.config.steps_per_iter
+        stats = trainer.iterate(more=trainer.steps + per_iteration < total_steps)
         evaluated: dict[str, float] = {}
         every = self.agent.config.eval_every
         if every and self.trainer.iteration % every == 0:

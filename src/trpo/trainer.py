@@ -4,10 +4,14 @@
 
 The collector (and its envs), the reward scaler, the value optimiser, the counters and the
 random streams of the rollout, the value fit and the Fisher subsample are the trainer's;
-the networks and the observation normaliser are the `Agent`'s. The rollout needs only the
-policy after the last step and the advantages only the value function after the last fit,
-so the value fit is one call (`_fit_value`) that an overlapped learner can run beside the
-next rollout, as long as it is done before the next `_advantages`.
+the networks and the observation normaliser are the `Agent`'s.
+
+With `overlap` the value fit runs in a second process (`trpo.overlap`) while this one
+collects the *next* iteration's batch, which needs only the policy after the step: an
+iteration is then rollout (of the next batch, unless it is the last) beside the value fit.
+That batch is held until the next iteration, collected with copies of the normaliser and
+the reward scaler, so that until then the trainer's state, and what evaluation and
+checkpoints see, is exactly the serial path's after this iteration (`_Prefetched`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -29,8 +34,9 @@ from trpo.atari import is_atari_id
 from trpo.checkpoint import State, section
 from trpo.config import Config, ConfigError
 from trpo.functional import gae, normalize
-from trpo.metrics import IterationStats
-from trpo.normalization import RewardScaler
+from trpo.metrics import IterationStats, Overlap
+from trpo.normalization import ObservationNormalizer, RewardScaler
+from trpo.overlap import ValueFitProcess, overlap_on
 from trpo.policies import action_dims
 from trpo.reproducibility import aligned_tensor, seeded_generator
 from trpo.rollout import Batch, RolloutCollector
@@ -72,6 +78,10 @@ class Trainer:
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
+        self.overlapped = overlap_on(config)
+        """Whether the value fit runs in a second process beside the next rollout."""
+        self._fitter: ValueFitProcess | None = None  # started by the first overlapped fit
+        self._prefetched: _Prefetched | None = None
 
     def _collector(self, envs: VectorEnv | None, factory: Callable[[], gym.Env]):
         agent, config = self.agent, self.config
@@ -92,16 +102,22 @@ class Trainer:
 
         return RayCollector(factory, agent, self.reward_scaler, self.generators["rollout"], config)
 
-    def iterate(self) -> IterationStats:
-        """One iteration and its stats (evaluation and wall time left for the run)."""
+    def iterate(self, more: bool = True) -> IterationStats:
+        """One iteration and its stats (evaluation and wall time left for the run).
+        ``more``: another iteration follows, so (with `overlap`) its batch is collected
+        beside this one's value fit."""
         t0 = time.perf_counter()
-        batch = self.collector.collect(self.config.steps_per_iter // self.config.n_envs)
+        batch, rollout_sec = self._next_batch()
         t1 = time.perf_counter()
         obs, advantages, targets, values = self._advantages(batch)
         t2 = time.perf_counter()
         step = self._policy_step(batch, obs, advantages)
         t3 = time.perf_counter()
-        value = self._fit_value(obs, targets, values)
+        if self.overlapped and more:
+            value, value_sec, overlap = self._fit_beside_rollout(obs, targets, values)
+        else:
+            value, overlap = self._fit_value(obs, targets, values), Overlap()
+            value_sec = time.perf_counter() - t3
         t4 = time.perf_counter()
         self.iteration += 1
         self.steps += batch.n_transitions
@@ -118,7 +134,45 @@ class Trainer:
                 self.iteration,
                 " (NaN/Inf in the gradient, step or KL)" if step.nonfinite else "",
             )
-        return self._stats(batch, step, value, (t0, t1, t2, t3, t4))
+        seconds = (rollout_sec, t2 - t1, t3 - t2, value_sec, t4 - t0)
+        return self._stats(batch, step, value, seconds, overlap)
+
+    def _next_batch(self) -> tuple[Batch, float]:
+        """This iteration's batch and the seconds its rollout took: the one collected
+        beside the last value fit, whose statistics now become the trainer's, or a new one."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is None:
+            t = time.perf_counter()
+            batch = self.collector.collect(self.config.steps_per_iter // self.config.n_envs)
+            return batch, time.perf_counter() - t
+        prefetched.adopt(self.agent.normalizer, self.reward_scaler)
+        return prefetched.batch, prefetched.rollout_sec
+
+    def _fit_beside_rollout(self, obs, targets, values) -> tuple[ValueStats, float, Overlap]:
+        """The value fit in the worker while this process collects the next batch."""
+        if self._fitter is None:
+            config = self.config
+            self._fitter = ValueFitProcess(
+                self.agent.value_fn, config.value_lr, config.value_epochs, config.value_minibatch
+            )
+        seam = (self.collector.state(), self.generators["rollout"].get_state())
+        fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
+        self._fitter.start(*fit, obs, targets, values)
+        collector = self.collector
+        normalizer, scaler = collector.normalizer, collector.reward_scaler
+        collector.normalizer, collector.reward_scaler = copy.deepcopy((normalizer, scaler))
+        try:
+            t = time.perf_counter()
+            batch = collector.collect(self.config.steps_per_iter // self.config.n_envs)
+            rollout_sec = time.perf_counter() - t
+            value, fit_sec = self._fitter.result(*fit)
+            waited = time.perf_counter() - t - rollout_sec
+        finally:
+            shadows = (collector.normalizer, collector.reward_scaler)
+            collector.normalizer, collector.reward_scaler = normalizer, scaler
+        self._prefetched = _Prefetched(batch, rollout_sec, *shadows, *seam)
+        idle = max(0.0, rollout_sec + waited - fit_sec)
+        return value, fit_sec, Overlap(wait_for_fit_sec=waited, wait_for_rollout_sec=idle)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return aligned_tensor(array).to(self.device)
@@ -182,9 +236,14 @@ class Trainer:
         return slice(None) if batch.valid.all() else self._tensor(batch.valid.reshape(-1))
 
     def _stats(
-        self, batch: Batch, step: StepStats, value: ValueStats, times: tuple[float, ...]
+        self,
+        batch: Batch,
+        step: StepStats,
+        value: ValueStats,
+        seconds: tuple[float, ...],
+        overlap: Overlap,
     ) -> IterationStats:
-        t0, t1, t2, t3, t4 = times
+        rollout_sec, advantage_sec, policy_sec, value_sec, iteration_sec = seconds
         returns, lengths = batch.episode_returns, batch.episode_lengths
         return IterationStats(
             iteration=self.iteration,
@@ -197,11 +256,12 @@ class Trainer:
             value=value,
             eval_return=math.nan,
             eval_return_std=math.nan,
-            fps=batch.n_transitions / (t4 - t0),
-            rollout_sec=t1 - t0,
-            advantage_sec=t2 - t1,
-            policy_sec=t3 - t2,
-            value_sec=t4 - t3,
+            fps=batch.n_transitions / iteration_sec,
+            rollout_sec=rollout_sec,
+            advantage_sec=advantage_sec,
+            policy_sec=policy_sec,
+            value_sec=value_sec,
+            overlap=overlap,
             eval_sec=0.0,
             wall_sec=math.nan,
         )
@@ -217,12 +277,16 @@ class Trainer:
         tensors.update(scaler_tensors)
         for name, generator in self.generators.items():
             tensors[f"rng/{name}"] = generator.get_state()
+        collector = self.collector.state()
+        if self._prefetched is not None:  # where the envs and the rollout stream stood before it
+            collector = self._prefetched.collector_state
+            tensors["rng/rollout"] = self._prefetched.rollout_rng
         meta = {
             "counters": {"iteration": self.iteration, "steps": self.steps},
             "episodes": self.episodes,
             "value_optim_param_groups": optim["param_groups"],
             "return_norm": scaler_meta,
-            "collector": self.collector.state(),
+            "collector": collector,
         }
         return tensors, meta
 
@@ -241,13 +305,36 @@ class Trainer:
         self.reward_scaler.load_state_dict(tensors, meta["return_norm"])
         for name, generator in self.generators.items():
             generator.set_state(tensors[f"rng/{name}"])
+        self._prefetched = None
         self.iteration = int(meta["counters"]["iteration"])
         self.steps = int(meta["counters"]["steps"])
         self.episodes = int(meta["episodes"])
         return self.collector.restore(meta["collector"])
 
     def close(self) -> None:
+        if self._fitter is not None:
+            self._fitter.close()
         self.collector.close()
+
+
+@dataclass
+class _Prefetched:
+    """A batch collected beside the last value fit, for the next iteration: collected with
+    copies of the normaliser and the reward scaler (their statistics become the trainer's
+    when the batch is used), and the envs' state and rollout stream from before it (what a
+    checkpoint taken meanwhile holds: the next iteration then collects the batch again)."""
+
+    batch: Batch
+    rollout_sec: float
+    normalizer: ObservationNormalizer
+    reward_scaler: RewardScaler
+    collector_state: dict[str, Any]
+    rollout_rng: torch.Tensor
+
+    def adopt(self, normalizer: ObservationNormalizer, reward_scaler: RewardScaler) -> None:
+        normalizer.set_stats(self.normalizer.stats)
+        reward_scaler.stats = self.reward_scaler.stats
+        reward_scaler.discounted = self.reward_scaler.discounted
 
 
 def _device(name: str) -> torch.device:

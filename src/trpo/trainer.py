@@ -155,9 +155,9 @@ class Trainer:
             self._fitter = ValueFitProcess(
                 self.agent.value_fn, config.value_lr, config.value_epochs, config.value_minibatch
             )
-        seam = (self.collector.state(), self.generators["rollout"].get_state())
         fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
         self._fitter.start(*fit, obs, targets, values)
+        seam = (self.collector.state(), self.generators["rollout"].get_state())
         collector = self.collector
         normalizer, scaler = collector.normalizer, collector.reward_scaler
         collector.normalizer, collector.reward_scaler = copy.deepcopy((normalizer, scaler))
@@ -277,8 +277,9 @@ class Trainer:
         tensors.update(scaler_tensors)
         for name, generator in self.generators.items():
             tensors[f"rng/{name}"] = generator.get_state()
-        collector = self.collector.state()
-        if self._prefetched is not None:  # where the envs and the rollout stream stood before it
+        if self._prefetched is None:
+            collector = self.collector.state()
+        else:  # where the envs and the rollout stream stood before the held batch
             collector = self._prefetched.collector_state
             tensors["rng/rollout"] = self._prefetched.rollout_rng
         meta = {

@@ -109,6 +109,9 @@ def test_auto_leaves_the_overlap_off_where_it_cannot_pay(monkeypatch):
         share_cores(1)
     monkeypatch.setattr("trpo.overlap.available_cores", lambda: 1)
     assert not overlap_on(Config())
+    monkeypatch.setattr("trpo.overlap.available_cores", lambda: 8)
+    monkeypatch.setattr("sys.platform", "darwin")  # fork is not safe beside its libraries
+    assert not overlap_on(Config())
 
 
 def test_overlap_on_refuses_settings_its_worker_cannot_follow():

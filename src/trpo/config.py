@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -175,9 +176,9 @@ class Config:
     """torch intra-op threads. One reproduces runs exactly and is fastest for small nets."""
     overlap: Literal["auto", "on", "off"] = "auto"
     """Fit the value function in a second process while the next batch is collected (the
-    same run, bit for bit: `trpo.overlap`). auto: on with the local backend on the CPU when
-    two cores are free for it (`trpo benchmark`/`compare` workers that fill the cores
-    switch it off)."""
+    same run, bit for bit: `trpo.overlap`). auto: on Linux, with the local backend on the
+    CPU, when two cores are free for it (`trpo benchmark`/`compare` workers that fill the
+    cores switch it off)."""
     tensorboard: bool = True
     """Also write TensorBoard events to the run directory."""
 
@@ -298,6 +299,8 @@ def _problems(c: Config) -> typing.Iterator[str]:
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2**20 for s in sizes
         ):
             yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
+    if c.overlap == "on" and not hasattr(os, "fork"):
+        yield "overlap=on needs os.fork, which this platform lacks: use overlap=auto"
     if c.overlap == "on" and (c.backend, c.device, c.torch_threads) != ("local", "cpu", 1):
         yield (
             "overlap=on needs backend=local, device=cpu and torch_threads=1 (the value fit's "

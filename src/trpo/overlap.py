@@ -22,6 +22,7 @@ import io
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import traceback
 import weakref
@@ -46,13 +47,15 @@ def share_cores(jobs: int) -> None:
 
 
 def overlap_on(config: Config) -> bool:
-    """Whether a run overlaps its value fit with its rollout. ``auto``: with the local
-    backend, on the CPU, on one torch thread, when two cores are free for this run."""
+    """Whether a run overlaps its value fit with its rollout. ``auto``: on Linux (where
+    forking a process that has loaded torch is safe; macOS's system libraries are not
+    fork-safe, Windows cannot fork), with the local backend, on the CPU, on one torch
+    thread, when two cores are free for this run."""
     if config.overlap != "auto":
         return config.overlap == "on"
     free = available_cores() // _jobs_sharing_cores
     single = config.backend == "local" and config.device == "cpu" and config.torch_threads == 1
-    return single and free >= 2
+    return sys.platform == "linux" and single and free >= 2
 
 
 def available_cores() -> int:

@@ -111,7 +111,8 @@ def test_the_agent_names_dropped_text_once(caplog):
     space = Dict({"v": Box(-1, 1, (2,)), "mission": Text(10)})
     with caplog.at_level("WARNING", logger="trpo"):
         Agent(space, Discrete(2), Config())
-    assert [r.getMessage() for r in caplog.records] == [
+    # trpo's own records: another library's late log (Ray's, from an earlier test) may land here
+    assert [r.getMessage() for r in caplog.records if r.name == "trpo"] == [
         "the observation's text parts mission are dropped: trpo's networks do not read text "
         "(encode them in a wrapper to use them)"
     ]

@@ -123,17 +123,26 @@ class PeriodicEvaluation(BaseCallback):
         self.due_at = None
 
 
+def zoo_model(
+    env_id: str, seed: int, settings: dict[str, Any] | None = None, normalize: bool = True
+) -> SB3TRPO:
+    """sb3-contrib's TRPO as rl-zoo trains it: ``settings`` (default: the MuJoCo ones for
+    ``env_id``) on their n_envs DummyVecEnv copies, behind VecNormalize (observations and
+    rewards) when ``normalize``, as rl-zoo's `normalize: true`."""
+    settings = dict(settings or zoo_settings(env_id))
+    n_envs = settings.pop("n_envs")
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    venv = VecNormalize(venv, gamma=settings["gamma"], norm_obs=normalize, norm_reward=normalize)
+    return SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
+
+
 def train(env_id: str, seed: int, steps: int, path: Path) -> None:
     """Trains one seed, writing its evaluations to a partial file that becomes ``path``
     only once the run has finished."""
     partial = path.with_suffix(".partial.csv")
-    settings = zoo_settings(env_id)
-    n_envs = settings.pop("n_envs")
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
-    venv = VecNormalize(venv, gamma=settings["gamma"])
-    model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
+    model = zoo_model(env_id, seed)
     model.learn(steps, callback=PeriodicEvaluation(env_id, seed, partial))
-    venv.close()
+    model.get_env().close()
     partial.replace(path)
 
 

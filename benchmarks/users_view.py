@@ -22,11 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sb3_contrib import TRPO as SB3TRPO
-from sb3_reference import zoo_settings
+from sb3_reference import zoo_model
 from speed import EVAL_EPISODES, evaluate_sb3, machine, timed
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from trpo import TRPO
 
@@ -47,16 +44,12 @@ STEPS = {"CartPole-v1": 100_000, "Hopper-v5": 200_000}
 
 
 def run_sb3(env_id: str, seed: int, steps: int) -> dict[str, Any]:
-    settings = dict(ZOO_CLASSIC.get(env_id) or zoo_settings(env_id))
-    n_envs = settings.pop("n_envs")
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
-    normalized = env_id not in ZOO_CLASSIC
-    venv = VecNormalize(venv, gamma=settings["gamma"], norm_obs=normalized, norm_reward=normalized)
-    model = SB3TRPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **settings)
+    classic = ZOO_CLASSIC.get(env_id)
+    model = zoo_model(env_id, seed, classic, normalize=classic is None)
     torch.set_num_threads(1)
     wall = timed(lambda: model.learn(steps))
     returns = evaluate_sb3(model, env_id, seed)
-    venv.close()
+    model.get_env().close()
     return {"wall_s": wall, "steps": model.num_timesteps, "eval_returns": returns}
 
 

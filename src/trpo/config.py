@@ -301,11 +301,12 @@ def _problems(c: Config) -> typing.Iterator[str]:
             yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
     if c.overlap == "on" and not hasattr(os, "fork"):
         yield "overlap=on needs os.fork, which this platform lacks: use overlap=auto"
-    if c.overlap == "on" and (c.backend, c.device, c.torch_threads) != ("local", "cpu", 1):
+    if c.overlap == "on" and not overlap_possible(c):
+        needs = " and ".join(f"{k}={v}" for k, v in OVERLAP_NEEDS.items())
+        got = ", ".join(f"{k}={getattr(c, k)!r}" for k in OVERLAP_NEEDS)
         yield (
-            "overlap=on needs backend=local, device=cpu and torch_threads=1 (the value fit's "
-            f"process computes on one CPU thread); got backend={c.backend!r}, "
-            f"device={c.device!r}, torch_threads={c.torch_threads!r}: use overlap=auto"
+            f"overlap=on needs {needs} (the value fit's process computes on one CPU thread); "
+            f"got {got}: use overlap=auto"
         )
     for name, allowed in choices().items():
         if getattr(c, name) not in allowed:
@@ -336,6 +337,14 @@ def choices() -> dict[str, tuple[str, ...]]:
         for name, hint in hints.items()
         if typing.get_origin(hint) is Literal
     }
+
+
+OVERLAP_NEEDS: dict[str, Any] = {"backend": "local", "device": "cpu", "torch_threads": 1}
+"""The settings `overlap` works with: its forked process fits on one CPU thread."""
+
+
+def overlap_possible(config: Config) -> bool:
+    return all(getattr(config, name) == value for name, value in OVERLAP_NEEDS.items())
 
 
 def _finite_number(value: Any) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trpo.config import Config
+from trpo.config import Config, overlap_possible
 from trpo.reproducibility import aligned_tensor
 from trpo.update import ValueStats, fit_value
 
@@ -54,8 +54,7 @@ def overlap_on(config: Config) -> bool:
     if config.overlap != "auto":
         return config.overlap == "on"
     free = available_cores() // _jobs_sharing_cores
-    single = config.backend == "local" and config.device == "cpu" and config.torch_threads == 1
-    return sys.platform == "linux" and single and free >= 2
+    return sys.platform == "linux" and overlap_possible(config) and free >= 2
 
 
 def available_cores() -> int:
@@ -89,7 +88,6 @@ class ValueFitProcess:
             finally:
                 os._exit(code)
         child.close()
-        self.pid = pid
         self._pending = False
         self._finalizer = weakref.finalize(self, _end_worker, self._conn, pid)
 

@@ -71,7 +71,7 @@ def memory_estimate(config: Config, encoder: ObservationEncoder, act_dim: int) -
     batch = n * (4 * row + FLOAT * (2 * act_dim + BATCH_SCALARS))
     if overlap_on(config):  # the next batch, held; the fit's copy of the rows and its network
         parameters += FLOAT * VALUE_VECTORS * value
-        batch += n * (4 * row + FLOAT * (2 * act_dim + BATCH_SCALARS))
+        batch *= 2
     widths = 2 * cnn_widths + sum(config.policy_hidden) + sum(config.value_hidden) + act_dim + 1
     activations = FLOAT * n * 3 * widths  # forward, its gradient, the Fisher product's
     return MemoryEstimate(parameters, batch, activations)

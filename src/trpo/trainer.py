@@ -142,11 +142,15 @@ class Trainer:
         beside the last value fit, whose statistics now become the trainer's, or a new one."""
         prefetched, self._prefetched = self._prefetched, None
         if prefetched is None:
-            t = time.perf_counter()
-            batch = self.collector.collect(self.config.steps_per_iter // self.config.n_envs)
-            return batch, time.perf_counter() - t
+            return self._collect()
         prefetched.adopt(self.agent.normalizer, self.reward_scaler)
         return prefetched.batch, prefetched.rollout_sec
+
+    def _collect(self) -> tuple[Batch, float]:
+        """A new batch and the seconds its rollout took."""
+        t = time.perf_counter()
+        batch = self.collector.collect(self.config.steps_per_iter // self.config.n_envs)
+        return batch, time.perf_counter() - t
 
     def _fit_beside_rollout(self, obs, targets, values) -> tuple[ValueStats, float, Overlap]:
         """The value fit in the worker while this process collects the next batch."""
@@ -162,11 +166,10 @@ class Trainer:
         normalizer, scaler = collector.normalizer, collector.reward_scaler
         collector.normalizer, collector.reward_scaler = copy.deepcopy((normalizer, scaler))
         try:
+            batch, rollout_sec = self._collect()
             t = time.perf_counter()
-            batch = collector.collect(self.config.steps_per_iter // self.config.n_envs)
-            rollout_sec = time.perf_counter() - t
             value, fit_sec = self._fitter.result(*fit)
-            waited = time.perf_counter() - t - rollout_sec
+            waited = time.perf_counter() - t
         finally:
             shadows = (collector.normalizer, collector.reward_scaler)
             collector.normalizer, collector.reward_scaler = normalizer, scaler

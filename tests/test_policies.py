@@ -22,6 +22,7 @@ from trpo.policies import (
     mean_kl,
     mlp,
     sample_action,
+    sampler,
 )
 
 OBS_DIM = 3
@@ -186,6 +187,45 @@ def test_sample_shortcut_draws_what_the_distribution_draws(space_name, dtype):
     # the same random numbers consumed, from the generator, none from the global stream
     assert torch.equal(torch.rand(1, generator=generator), expected_next_draw)
     assert torch.equal(torch.get_rng_state(), global_state)
+
+
+@pytest.mark.parametrize("space_name", ACTION_SPACES)
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "silu"])
+def test_the_rollout_sampler_draws_what_sample_draws(space_name, activation):
+    torch.manual_seed(14)
+    policy = MLPPolicy(OBS_DIM, ACTION_SPACES[space_name], (8, 8), activation, log_std_init=-0.3)
+    reference, drawing = (torch.Generator().manual_seed(15) for _ in range(2))
+
+    for update in range(3):
+        obs = torch.randn(BATCH, OBS_DIM)
+        with torch.inference_mode():
+            expected = policy.sample(obs, reference)
+        action, log_prob = sampler(policy)(obs, drawing)  # one per rollout, as the collector
+
+        assert torch.equal(action, expected[0]) and torch.equal(log_prob, expected[1])
+        assert not log_prob.requires_grad
+        with torch.no_grad():  # the next rollout's policy, updated in place
+            for p in policy.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    assert torch.equal(reference.get_state(), drawing.get_state())
+
+
+def test_the_rollout_sampler_of_a_policy_of_your_own_draws_from_its_distribution():
+    class Own(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Linear(OBS_DIM, 3)
+
+        def forward(self, obs):
+            return torch.distributions.Categorical(logits=self.logits(obs))
+
+    policy, obs = Own(), torch.randn(BATCH, OBS_DIM)
+    expected = sample_action(policy, obs, torch.Generator().manual_seed(16))
+
+    action, log_prob = sampler(policy)(obs, torch.Generator().manual_seed(16))
+
+    assert torch.equal(action, expected[0]) and torch.equal(log_prob, expected[1])
+    assert not log_prob.requires_grad
 
 
 @pytest.mark.parametrize("space_name", ["discrete", "multidiscrete", "multibinary"])

@@ -18,9 +18,9 @@ way, small beside a pixel iteration.
 from __future__ import annotations
 
 import contextlib
-import io
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import time
@@ -28,6 +28,7 @@ import traceback
 import weakref
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,7 +104,7 @@ class ValueFitProcess:
         if self._pending:  # the last fit's result was never taken (its iteration failed)
             self._conn.recv_bytes()
         state = (value_fn.state_dict(), optimizer.state_dict(), generator.get_state())
-        data = (obs.numpy(), targets.numpy(), old_values.numpy())
+        data = (obs, targets, old_values)
         self._conn.send_bytes(_dumps((state, data)))
         self._pending = True
 
@@ -120,9 +121,7 @@ class ValueFitProcess:
                 "set overlap=off to fit in the training process"
             ) from None
         self._pending = False
-        (weights, optim_state, generator_state), stats, seconds = torch.load(
-            io.BytesIO(reply), weights_only=False
-        )
+        (weights, optim_state, generator_state), stats, seconds = _loads(reply)
         value_fn.load_state_dict(weights)
         optimizer.load_state_dict(optim_state)
         generator.set_state(generator_state)
@@ -150,9 +149,27 @@ def _end_worker(conn, pid: int) -> None:
 
 
 def _dumps(value: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return buffer.getvalue()
+    """``value`` pickled with its tensors as NumPy arrays: for an MLP's few kilobytes
+    ~5× faster than `torch.save` (measured: 0.26 ms against 1.2 ms, and 0.27 ms against
+    1.3 ms for `_loads` against `torch.load`)."""
+    return pickle.dumps(_convert(value, lambda t: t.detach().numpy()), pickle.HIGHEST_PROTOCOL)
+
+
+def _loads(data: bytes) -> Any:
+    """`_dumps`' value, its arrays as tensors in torch's aligned memory (as `torch.load`
+    gives them: operands' alignment can change a kernel's rounding)."""
+    return _convert(pickle.loads(data), lambda a: aligned_tensor(a).reshape(a.shape))
+
+
+def _convert(value: Any, leaf) -> Any:
+    """``value`` with ``leaf`` applied to every tensor or array inside dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return leaf(value)
+    if isinstance(value, dict):
+        return {key: _convert(item, leaf) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_convert(item, leaf) for item in value)
+    return value
 
 
 def _serve(conn, value_fn: nn.Module, lr: float, epochs: int, minibatch: int):
@@ -168,13 +185,11 @@ def _serve(conn, value_fn: nn.Module, lr: float, epochs: int, minibatch: int):
             request = conn.recv_bytes()
         except EOFError:  # the trainer closed the pipe or ended
             return
-        (weights, optim_state, generator_state), data = torch.load(
-            io.BytesIO(request), weights_only=False
-        )
+        (weights, optim_state, generator_state), data = _loads(request)
         value_fn.load_state_dict(weights)
         optimizer.load_state_dict(optim_state)
         generator.set_state(generator_state)
-        obs, targets, old_values = (aligned_tensor(array) for array in data)
+        obs, targets, old_values = data
         started = time.perf_counter()
         stats = fit_value(
             value_fn, optimizer, obs, targets, old_values, epochs, minibatch, generator

@@ -10,11 +10,13 @@ A value function is any `nn.Module` mapping ``obs_bd`` to values of shape [B].
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import (
     Bernoulli,
@@ -179,17 +181,96 @@ class MLPPolicy(OnFeatures):
         ``generator``'s state, without building distribution objects, which cost ~25 % of
         a rollout step's policy call."""
         out = self.net(self._input(obs))
+        if self.kind == "box":
+            return _draw_gaussian(out, _GaussianTerms(self.log_std, out.shape), generator)
+        return self._draw(out, generator)
+
+    def sampler(self) -> Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]:
+        """`sample` at the parameters as they are now, for a rollout, which holds them
+        fixed: the same numbers and draws for about two thirds of the time per call on a
+        small MLP (measured at 8 rows: 110 µs against 153), as it calls no modules,
+        records nothing for autograd and computes the Gaussian's std terms once. It holds
+        for as long as the parameters do not change: take a new one for each rollout."""
+        forward = None if self.features is not None else frozen_forward(self.net)
+        if forward is None:
+            return _without_autograd(self.sample)
+        if self.kind != "box":
+            return lambda obs, generator: self._draw(forward(obs), generator)
+        log_std = self.log_std.detach()
+        terms: list[_GaussianTerms] = []  # for the one batch shape a rollout uses
+
+        def sample(obs: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            out = forward(obs)
+            if not terms or terms[0].shape != out.shape:
+                terms[:] = [_GaussianTerms(log_std, out.shape)]
+            return _draw_gaussian(out, terms[0], generator)
+
+        return sample
+
+    def _draw(self, out: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """`sample`'s draw from the network's output ``out``, for actions that are not Box."""
         if self.kind == "discrete":
             logits = out - out.logsumexp(-1, keepdim=True)
             action = torch.multinomial(logits.softmax(-1), 1, True, generator=generator)
             action = action.squeeze(-1)
             return action, logits.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        if self.kind == "box":
-            std = self.log_std.exp().expand_as(out)
-            action = torch.normal(out, std, generator=generator)
-            log_density = -((action - out) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
-            return action, log_density.sum(-1)
         return draw(self.distribution(out), generator)
+
+
+class _GaussianTerms:
+    """The std-only terms of a diagonal Gaussian's sample and log-density, at the batch
+    shape they are used at: computed on the expanded std, exactly as per call before."""
+
+    def __init__(self, log_std: Tensor, shape: torch.Size):
+        self.shape = shape
+        self.std = log_std.exp().expand(shape)
+        self.two_var = 2 * self.std**2
+        self.log_std = self.std.log()
+
+
+def _draw_gaussian(
+    mean: Tensor, terms: _GaussianTerms, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    action = torch.normal(mean, terms.std, generator=generator)
+    log_density = -((action - mean) ** 2) / terms.two_var - terms.log_std - _LOG_SQRT_2PI
+    return action, log_density.sum(-1)
+
+
+_ACTIVATION_FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.SiLU: F.silu}
+
+
+def frozen_forward(net: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """``net``'s forward as plain functions of its parameters as they are now (detached:
+    nothing is recorded for autograd), or None when ``net`` is not a Sequential of Linear
+    layers and the activations `mlp` builds."""
+    if type(net) is not nn.Sequential:
+        return None
+    steps: list[Callable[[Tensor], Tensor]] = []
+    for layer in net:
+        if type(layer) is nn.Linear:
+            bias = None if layer.bias is None else layer.bias.detach()
+            steps.append(partial(F.linear, weight=layer.weight.detach(), bias=bias))
+        elif type(layer) is nn.ELU:
+            steps.append(partial(F.elu, alpha=layer.alpha))
+        elif type(layer) in _ACTIVATION_FUNCTIONS:
+            steps.append(_ACTIVATION_FUNCTIONS[type(layer)])
+        else:
+            return None
+
+    def forward(x: Tensor) -> Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return forward
+
+
+def _without_autograd(sample: Callable[..., tuple[Tensor, Tensor]]):
+    def sample_in_inference_mode(obs: Tensor, generator: torch.Generator):
+        with torch.inference_mode():
+            return sample(obs, generator)
+
+    return sample_in_inference_mode
 
 
 class MLPValue(OnFeatures):
@@ -218,6 +299,14 @@ def sample_action(
     if isinstance(policy, MLPPolicy):
         return policy.sample(obs, generator)
     return draw(policy(obs), generator)
+
+
+def sampler(policy: nn.Module) -> Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]:
+    """`sample_action` for a rollout that holds ``policy``'s parameters fixed, with no
+    autograd bookkeeping (`MLPPolicy.sampler` where it applies)."""
+    if isinstance(policy, MLPPolicy):
+        return policy.sampler()
+    return _without_autograd(lambda obs, generator: draw(policy(obs), generator))
 
 
 def draw(dist: Distribution, generator: torch.Generator) -> tuple[Tensor, Tensor]:

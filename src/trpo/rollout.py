@@ -21,7 +21,7 @@ from trpo.encoders import ObservationEncoder
 from trpo.env_state import capture_vector, restore_vector
 from trpo.envs import ActionAdapter, EnvError, check_finite
 from trpo.normalization import ObservationNormalizer, RewardScaler, RunningMeanStd
-from trpo.policies import sample_action
+from trpo.policies import sampler
 from trpo.reproducibility import aligned_tensor
 
 
@@ -199,12 +199,13 @@ class RolloutCollector:
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
 
+        sample = sampler(self.policy)  # the policy stays fixed for the whole rollout
         for t in range(n_steps):
             if self.normalizer.enabled:
                 raw_obs[t] = self._raw_obs
             obs = self.normalizer.observe(self._raw_obs)
             obs_buf[t] = obs
-            action_np, log_probs[t] = self._act(obs)
+            action_np, log_probs[t] = self._act(obs, sample)
             if actions is None:
                 actions = np.empty((n_steps, *action_np.shape), action_np.dtype)
             actions[t] = action_np
@@ -214,17 +215,20 @@ class RolloutCollector:
             reward = np.asarray(reward, np.float64)
             encoded = self.encoder(step_obs)
             final = encoded
-            if (term | trunc).any():
-                ended = np.flatnonzero(term | trunc)
+            ended = np.flatnonzero(term | trunc)
+            if ended.size:
                 final = encoded.copy()
                 final[ended] = self.encoder([info["final_obs"][i] for i in ended])
-            bad = ~(np.isfinite(reward) & np.isfinite(encoded).all(1) & np.isfinite(final).all(1))
-            if bad.any():
+            finite = np.isfinite(reward).all() and np.isfinite(encoded).all()
+            if not (finite and (final is encoded or np.isfinite(final[ended]).all())):
+                finite_rows = np.isfinite(encoded).all(1) & np.isfinite(final).all(1)
+                bad = ~(np.isfinite(reward) & finite_rows)
                 encoded, final, reward = self._drop(bad, encoded, final, reward)
                 term, trunc = term & ~bad, trunc | bad
                 valid[t] = ~bad
                 if t > 0:  # the episode ends at the last good transition, bootstrapped there
                     truncated[t - 1, bad] = True
+                ended = np.flatnonzero((term | trunc) & valid[t])
             done = term | trunc
             next_obs[t] = self.normalizer(final)
             terminated[t] = term
@@ -234,13 +238,14 @@ class RolloutCollector:
             rewards[t] = reward
             self._episode_return += reward
             self._episode_length += 1
-            for i in np.flatnonzero(done & valid[t]):
-                score = self._episode_score(info, i)
-                if score is not None:
-                    episode_returns.append(score[0])
-                    episode_lengths.append(score[1])
-            self._episode_return[done] = 0.0
-            self._episode_length[done] = 0
+            if done.any():
+                for i in ended:
+                    score = self._episode_score(info, i)
+                    if score is not None:
+                        episode_returns.append(score[0])
+                        episode_lengths.append(score[1])
+                self._episode_return[done] = 0.0
+                self._episode_length[done] = 0
             self._raw_obs = encoded
 
         batch = Batch(
@@ -273,15 +278,17 @@ class RolloutCollector:
             return None
         return float(final["game_score"][i]), int(final["game_length"][i])
 
-    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sampled actions and their log-probabilities under the frozen policy."""
-        rows = slice(self.first, self.first + self.n_envs)
+    def _act(self, obs: np.ndarray, sample) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled actions and their log-probabilities under the frozen policy (``sample``,
+        `trpo.policies.sampler`)."""
         drawn = aligned_tensor(obs)
-        if self.draw_rows != self.n_envs:
-            drawn = torch.zeros((self.draw_rows, obs.shape[1]), dtype=drawn.dtype)
-            drawn[rows] = torch.from_numpy(obs)
-        with torch.inference_mode():
-            action, log_prob = sample_action(self.policy, drawn, self.generator)
+        if self.draw_rows == self.n_envs:
+            action, log_prob = sample(drawn, self.generator)
+            return action.numpy(), log_prob.numpy()
+        rows = slice(self.first, self.first + self.n_envs)
+        drawn = torch.zeros((self.draw_rows, obs.shape[1]), dtype=drawn.dtype)
+        drawn[rows] = torch.from_numpy(obs)
+        action, log_prob = sample(drawn, self.generator)
         return action[rows].numpy(), log_prob[rows].numpy()
 
     def _drop(self, bad: np.ndarray, encoded: np.ndarray, final: np.ndarray, reward: np.ndarray):

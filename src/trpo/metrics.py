@@ -19,13 +19,14 @@ SCORE_WINDOW = 5
 
 @dataclass(frozen=True)
 class Overlap:
-    """How the value fit and the next iteration's rollout overlapped (config `overlap`;
-    zeros when they run one after the other)."""
+    """How the value fit met the policy step and the next iteration's rollout, which run
+    beside it (config `overlap`; zeros when they run one after the other)."""
 
     wait_for_fit_sec: float = 0.0
     """The rollout was done and waited this long for the value fit."""
     wait_for_rollout_sec: float = 0.0
-    """The value fit was done and its process idle this long while the rollout ran."""
+    """The value fit was done and its process idle this long while the policy step and
+    the rollout ran."""
 
 
 @dataclass(frozen=True)

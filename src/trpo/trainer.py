@@ -7,8 +7,9 @@ random streams of the rollout, the value fit and the Fisher subsample are the tr
 the networks and the observation normaliser are the `Agent`'s.
 
 With `overlap` the value fit runs in a second process (`trpo.overlap`) while this one
-collects the *next* iteration's batch, which needs only the policy after the step: an
-iteration is then rollout (of the next batch, unless it is the last) beside the value fit.
+takes the policy step and collects the *next* iteration's batch: the fit needs only the
+advantages' targets, the next rollout only the policy after the step. An iteration is then
+policy step and rollout (of the next batch, unless it is the last) beside the value fit.
 That batch is held until the next iteration, collected with copies of the normaliser and
 the reward scaler, so that until then the trainer's state, and what evaluation and
 checkpoints see, is exactly the serial path's after this iteration (`_Prefetched`).
@@ -111,10 +112,13 @@ class Trainer:
         t1 = time.perf_counter()
         obs, advantages, targets, values = self._advantages(batch)
         t2 = time.perf_counter()
+        beside = self.overlapped and more
+        if beside:
+            self._start_fit(obs, targets, values)
         step = self._policy_step(batch, obs, advantages)
         t3 = time.perf_counter()
-        if self.overlapped and more:
-            value, value_sec, overlap = self._fit_beside_rollout(obs, targets, values)
+        if beside:
+            value, value_sec, overlap = self._collect_beside_fit(busy_sec=t3 - t2)
         else:
             value, overlap = self._fit_value(obs, targets, values), Overlap()
             value_sec = time.perf_counter() - t3
@@ -152,8 +156,8 @@ class Trainer:
         batch = self.collector.collect(self.config.steps_per_iter // self.config.n_envs)
         return batch, time.perf_counter() - t
 
-    def _fit_beside_rollout(self, obs, targets, values) -> tuple[ValueStats, float, Overlap]:
-        """The value fit in the worker while this process collects the next batch."""
+    def _start_fit(self, obs, targets, values) -> None:
+        """Starts the value fit in the worker, to run beside the policy step and the rollout."""
         if self._fitter is None:
             config = self.config
             self._fitter = ValueFitProcess(
@@ -161,6 +165,10 @@ class Trainer:
             )
         fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
         self._fitter.start(*fit, obs, targets, values)
+
+    def _collect_beside_fit(self, busy_sec: float) -> tuple[ValueStats, float, Overlap]:
+        """Collects the next batch while the worker fits, then takes the fit's result.
+        ``busy_sec``: what this process did beside the fit before (the policy step)."""
         seam = (self.collector.state(), self.generators["rollout"].get_state())
         collector = self.collector
         normalizer, scaler = collector.normalizer, collector.reward_scaler
@@ -168,13 +176,14 @@ class Trainer:
         try:
             batch, rollout_sec = self._collect()
             t = time.perf_counter()
+            fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
             value, fit_sec = self._fitter.result(*fit)
             waited = time.perf_counter() - t
         finally:
             shadows = (collector.normalizer, collector.reward_scaler)
             collector.normalizer, collector.reward_scaler = normalizer, scaler
         self._prefetched = _Prefetched(batch, rollout_sec, *shadows, *seam)
-        idle = max(0.0, rollout_sec + waited - fit_sec)
+        idle = max(0.0, busy_sec + rollout_sec + waited - fit_sec)
         return value, fit_sec, Overlap(wait_for_fit_sec=waited, wait_for_rollout_sec=idle)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:

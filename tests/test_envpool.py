@@ -11,7 +11,7 @@ import pytest
 
 from trpo import TRPO
 from trpo.cli import main
-from trpo.envpool import EnvPoolVectorEnv
+from trpo.envpool import EnvPoolVectorEnv, atari_task
 from trpo.envs import EnvError
 
 pytest.importorskip("envpool")
@@ -73,3 +73,36 @@ def test_envpool_errors_name_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "envpool", None)
     with pytest.raises(EnvError, match=r"pip install 'trpo\[envpool\]'"):
         TRPO("CartPole-v1", vec="envpool")
+
+
+def test_atari_ids_map_to_envpools_task_with_the_runs_preprocessing():
+    pytest.importorskip("ale_py")
+    task, options = atari_task("ALE/Breakout-v5", {"frame_stack": 2, "full_action_space": True})
+    assert task == "Breakout-v5"
+    assert options["repeat_action_probability"] == 0.25  # v5's sticky actions
+    assert options["max_episode_steps"] == 108_000 // 4  # raw frames -> agent steps
+    assert (options["stack_num"], options["full_action_space"]) == (2, True)
+    assert atari_task("BreakoutNoFrameskip-v4", {})[1]["repeat_action_probability"] == 0.0
+    with pytest.raises(EnvError, match="grayscale only"):
+        atari_task("ALE/Breakout-v5", {"grayscale": False})
+    with pytest.raises(EnvError, match="noop_max=0"):
+        atari_task("ALE/Breakout-v5", {"noop_max": 0})
+
+
+def test_atari_through_envpool_reports_whole_games_with_raw_scores():
+    pytest.importorskip("ale_py")
+    # A 400-frame game limit (100 agent steps) ends games within the test; lives are lost
+    # before it under random actions, and each ends an episode, not the game.
+    agent = TRPO("ALE/Breakout-v5", vec="envpool", n_envs=2, env_kwargs={"max_episode_steps": 400})
+    envs = agent.trainer.collector.envs
+    assert envs.single_observation_space == agent.get_env().single_observation_space
+    assert envs.single_observation_space.shape == (4, 84, 84)
+
+    batch = agent.trainer.collector.collect(250)
+
+    episodes = int((batch.terminated | batch.truncated).sum())
+    assert batch.episode_lengths and set(batch.episode_lengths) == {100}  # whole games only
+    assert len(batch.episode_lengths) == int(batch.truncated.sum()) < episodes
+    assert batch.rewards.max() <= 1.0  # the learner sees clipped rewards
+    assert min(batch.episode_returns) >= 0.0  # Breakout scores only add up
+    agent.close()

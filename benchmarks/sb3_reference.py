@@ -12,8 +12,8 @@ it the same way: the mean of the last 5 evaluations, and the best across-seed me
 training.
 
 rl-zoo's target_kl and cg_damping bound and damp sb3's KL, a mean over the action's A
-coordinates: in trpo's terms they are `kl_scale=per_dim` with max_kl = target_kl and
-damping = cg_damping (or, with the default `kl_scale=joint`, A times them), see
+coordinates: in trpo's terms they are `kl_scale=per_dim` (the default) with max_kl =
+target_kl and damping = cg_damping (or, with `kl_scale=joint`, A times them), see
 `trpo_equivalent` and tests/test_sb3_equivalence.py.
 
 Each seed writes its evaluations to `<out>/<env>-s<seed>.partial.csv` as they come and

@@ -196,7 +196,7 @@ def test_the_rollout_sampler_draws_what_sample_draws(space_name, activation):
     policy = MLPPolicy(OBS_DIM, ACTION_SPACES[space_name], (8, 8), activation, log_std_init=-0.3)
     reference, drawing = (torch.Generator().manual_seed(15) for _ in range(2))
 
-    for update in range(3):
+    for _ in range(3):
         obs = torch.randn(BATCH, OBS_DIM)
         with torch.inference_mode():
             expected = policy.sample(obs, reference)

@@ -168,7 +168,7 @@ def test_per_dim_scale_is_the_joint_step_with_a_times_delta_and_lambda():
     # the step of kl_scale="joint" with max_kl·A and damping·A, bit for bit.
     per_dim, obs, actions, adv, old_lp = real_batch("Reacher-v5", kl_scale="per_dim")
     dims = action_dims(per_dim.action_space)
-    joint, *_ = real_batch("Reacher-v5", max_kl=0.01 * dims, damping=0.1 * dims)
+    joint, *_ = real_batch("Reacher-v5", kl_scale="joint", max_kl=0.01 * dims, damping=0.1 * dims)
     assert dims == 2 and (per_dim.config.max_kl, per_dim.config.damping) == (0.01, 0.1)
     per_dim_stats = step(per_dim, obs, actions, adv, old_lp)
     joint_stats = step(joint, obs, actions, adv, old_lp)
@@ -181,7 +181,7 @@ def test_per_dim_scale_is_the_joint_step_with_a_times_delta_and_lambda():
 
 
 def test_trust_region_scales_only_with_per_dim():
-    config = Config(max_kl=0.02, damping=0.1)
+    config = Config(max_kl=0.02, damping=0.1, kl_scale="joint")
     assert update.trust_region(config, 6) == (0.02, 0.1)
     assert update.trust_region(config.replace(kl_scale="per_dim"), 6) == (0.02 * 6, 0.1 * 6)
     assert update.trust_region(config.replace(kl_scale="per_dim"), 1) == (0.02, 0.1)

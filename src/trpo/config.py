@@ -82,22 +82,24 @@ class Config:
     """Standardise advantages for the policy step (never for the value targets)."""
 
     max_kl: float = 0.01
-    """δ: the bound on the mean KL between consecutive policies."""
+    """δ: the bound on the mean KL between consecutive policies (per action dimension
+    with the default `kl_scale`)."""
     kl_direction: KLDirection = "old_new"
     """Which KL the line search checks: `old_new` = KL(π_old ‖ π_new) as in the paper,
     `new_old` = KL(π_new ‖ π_old) as in some notes and sb3-contrib. Same Fisher at θk."""
     damping: float = 0.1
     """λ in H = F + λI, used by conjugate gradient and in the step size. Raise it if
     CG residuals stay large or steps are rejected often."""
-    kl_scale: KLScale = "joint"
-    """What δ (`max_kl`) and λ (`damping`) are stated for. `joint` (the paper's): the KL of
-    the whole action distribution. `per_dim`: one action dimension; the update uses δ·A and
-    λ·A, A = `trpo.policies.action_dims` of the action space (Box: its size, MultiBinary:
-    its bits, Discrete and MultiDiscrete: 1). `per_dim` with max_kl=δ, damping=λ is
-    sb3-contrib's TRPO with target_kl=δ, cg_damping=λ, whose KL is averaged over Gaussian
-    and Bernoulli coordinates. Pick `per_dim` to reuse sb3-contrib / rl-zoo settings, or one
-    δ across envs with different action sizes (a factorised policy's joint KL grows with A
-    for the same change per coordinate); `joint` for the paper's δ."""
+    kl_scale: KLScale = "per_dim"
+    """What δ (`max_kl`) and λ (`damping`) are stated for. `per_dim` (the default): one
+    action dimension; the update uses δ·A and λ·A, A = `trpo.policies.action_dims` of the
+    action space (Box: its size, MultiBinary: its bits, Discrete and MultiDiscrete: 1), so
+    one δ serves envs with different action sizes (a factorised policy's joint KL grows
+    with A for the same change per coordinate). It is sb3-contrib's TRPO with target_kl=δ,
+    cg_damping=λ, whose KL is averaged over Gaussian and Bernoulli coordinates, so
+    sb3-contrib and rl-zoo settings carry over. `joint` (the paper's): δ and λ for the KL
+    of the whole action distribution. The two differ only where A > 1 (docs/results.md,
+    "Trust region per action dimension": level at 1M steps, sooner early)."""
     fvp_subsample: float = 1.0
     """Fraction of the batch's states on which the Fisher-vector products are computed
     (1.0: all). Smaller is faster per CG iteration but changes the algorithm: opt-in."""

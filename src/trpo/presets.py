@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # InvertedDoublePendulum-v5: the same drift as InvertedPendulum; a smaller δ delays it.
     "InvertedDoublePendulum-v5": {"max_kl": 0.002},
     # Swimmer-v5: its forward reward needs a horizon far beyond γ = 0.99.
-    "Swimmer-v5": {"gamma": 0.9999},
+    "Swimmer-v5": {"gamma": 0.9999, "kl_scale": "joint"},
     # Hopper-v5: nothing tried beat the defaults.
     "Hopper-v5": {},
     # Walker2d-v5: sb3-contrib's rl-zoo settings with per-step observation statistics.
@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "value_minibatch": 128,
     },
     # BipedalWalker-v3: untuned.
-    "BipedalWalker-v3": {},
+    "BipedalWalker-v3": {"kl_scale": "joint"},
 }
 
 

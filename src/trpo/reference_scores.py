@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 RANDOM_SOURCE = (
     "benchmarks/random_scores.py: uniform random actions, 100 episodes from reset seeds "
-    "1_000_000 + i, mean raw return; gymnasium 1.4.0, mujoco 4.0.0 (2026-11-29)"
+    "1_000_000 + i, mean raw return; gymnasium 1.4.0, mujoco 4.0.0, Box2D 2.3.10 (2026-11-29)"
 )
 SB3_SOURCE = (
     "sb3-contrib 2.9.2 TRPO, rl-zoo settings, benchmarks/sb3_reference.py, 1M steps, "
@@ -55,6 +55,8 @@ ANCHORS: dict[str, ScoreAnchors] = {
     "Pendulum-v1": ScoreAnchors(-1238.71),
     "Acrobot-v1": ScoreAnchors(-498.74),
     "MountainCarContinuous-v0": ScoreAnchors(-32.29),
+    "LunarLander-v3": ScoreAnchors(-172.60),
+    "BipedalWalker-v3": ScoreAnchors(-100.13),
 }
 """Per env id. Random scores: 100 episodes each (std over episodes in docs/results.md)."""
 

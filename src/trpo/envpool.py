@@ -93,8 +93,9 @@ class EnvPoolVectorEnv(VectorEnv):
         order = np.argsort(info["env_id"])  # sync mode answers in env order; make sure
         obs, reward = np.array(obs[order]), np.asarray(reward)[order]
         terminated, truncated = np.asarray(terminated)[order], np.asarray(truncated)[order]
-        if self._games:
-            self._count_game_steps(np.asarray(info["reward"], np.float64)[order])
+        if self._games:  # the raw reward, over the game's lives
+            self._game_score += np.asarray(info["reward"], np.float64)[order]
+            self._game_length += 1
         ended = np.flatnonzero(terminated | truncated)
         info_out: dict[str, Any] = {}
         if ended.size:
@@ -107,10 +108,6 @@ class EnvPoolVectorEnv(VectorEnv):
             obs[ended] = self._pool_reset(ended)
         self._obs = obs
         return obs.copy(), reward, terminated, truncated, info_out
-
-    def _count_game_steps(self, raw_reward: np.ndarray) -> None:
-        self._game_score += raw_reward
-        self._game_length += 1
 
     def _games_ended(self, game_over: np.ndarray) -> dict[str, np.ndarray]:
         """`trpo.atari`'s final info for the envs whose whole game ended (not a life)."""
@@ -151,11 +148,11 @@ def atari_task(env_id: str, env_kwargs: dict[str, Any]) -> tuple[str, dict[str, 
             "vec=envpool cannot turn the no-op starts off (EnvPool draws 1..noop_max): "
             "use vec=sync for noop_max=0"
         )
-    name = env_id.rpartition(":")[2].removeprefix("ALE/")
-    game = name.split("-")[0].removesuffix("NoFrameskip")
+    registered = env_id.rpartition(":")[2]
+    game = registered.removeprefix("ALE/").split("-")[0].removesuffix("NoFrameskip")
     sticky = settings.repeat_action_probability
     if sticky is None:  # the id's own: 0.25 for ALE/*-v5, 0 for the legacy ids
-        spec = gym.registry.get(env_id.rpartition(":")[2])
+        spec = gym.registry.get(registered)
         sticky = spec.kwargs.get("repeat_action_probability", 0.0) if spec else 0.25
     frames = settings.max_episode_steps
     options = {

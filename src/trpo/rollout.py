@@ -228,7 +228,6 @@ class RolloutCollector:
                 valid[t] = ~bad
                 if t > 0:  # the episode ends at the last good transition, bootstrapped there
                     truncated[t - 1, bad] = True
-                ended = np.flatnonzero((term | trunc) & valid[t])
             done = term | trunc
             next_obs[t] = self.normalizer(final)
             terminated[t] = term
@@ -239,7 +238,7 @@ class RolloutCollector:
             self._episode_return += reward
             self._episode_length += 1
             if done.any():
-                for i in ended:
+                for i in np.flatnonzero(done & valid[t]):
                     score = self._episode_score(info, i)
                     if score is not None:
                         episode_returns.append(score[0])

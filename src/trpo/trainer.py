@@ -163,8 +163,11 @@ class Trainer:
             self._fitter = ValueFitProcess(
                 self.agent.value_fn, config.value_lr, config.value_epochs, config.value_minibatch
             )
-        fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
-        self._fitter.start(*fit, obs, targets, values)
+        self._fitter.start(*self._fit_objects(), obs, targets, values)
+
+    def _fit_objects(self) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Generator]:
+        """What a value fit reads and changes: the value function, its optimiser and stream."""
+        return self.agent.value_fn, self.value_optimizer, self.generators["value_fit"]
 
     def _collect_beside_fit(self, busy_sec: float) -> tuple[ValueStats, float, Overlap]:
         """Collects the next batch while the worker fits, then takes the fit's result.
@@ -176,8 +179,7 @@ class Trainer:
         try:
             batch, rollout_sec = self._collect()
             t = time.perf_counter()
-            fit = (self.agent.value_fn, self.value_optimizer, self.generators["value_fit"])
-            value, fit_sec = self._fitter.result(*fit)
+            value, fit_sec = self._fitter.result(*self._fit_objects())
             waited = time.perf_counter() - t
         finally:
             shadows = (collector.normalizer, collector.reward_scaler)

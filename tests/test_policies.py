@@ -19,6 +19,7 @@ from trpo.policies import (
     UnsupportedSpaceError,
     action_dims,
     action_kind,
+    categorical_draw,
     mean_kl,
     mlp,
     sample_action,
@@ -208,6 +209,20 @@ def test_the_rollout_sampler_draws_what_sample_draws(space_name, activation):
             for p in policy.parameters():
                 p.add_(0.1 * torch.randn_like(p))
     assert torch.equal(reference.get_state(), drawing.get_state())
+
+
+@pytest.mark.parametrize("classes", [2, 3, 18])
+def test_categorical_draw_is_torch_multinomial(classes):
+    # the same draws from the same random numbers: the golden traces depend on it
+    probs = torch.randn(4096, classes, generator=torch.Generator().manual_seed(17)).softmax(-1)
+    probs[0] = torch.eye(classes)[classes - 1]  # a certain outcome, and zero probabilities
+    reference, drawing = (torch.Generator().manual_seed(18) for _ in range(2))
+
+    expected = torch.multinomial(probs, 1, True, generator=reference)
+
+    assert torch.equal(categorical_draw(probs, drawing), expected)
+    assert torch.equal(reference.get_state(), drawing.get_state())
+    assert len(expected.unique()) == classes
 
 
 def test_the_rollout_sampler_of_a_policy_of_your_own_draws_from_its_distribution():

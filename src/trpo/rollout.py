@@ -200,6 +200,8 @@ class RolloutCollector:
         episode_lengths: list[int] = []
 
         sample = sampler(self.policy)  # the policy stays fixed for the whole rollout
+        # Statistics fixed for the rollout normalise next_obs in one pass at its end.
+        next_obs_later = not self.normalizer.per_step
         for t in range(n_steps):
             if self.normalizer.enabled:
                 raw_obs[t] = self._raw_obs
@@ -229,7 +231,7 @@ class RolloutCollector:
                 if t > 0:  # the episode ends at the last good transition, bootstrapped there
                     truncated[t - 1, bad] = True
             done = term | trunc
-            next_obs[t] = self.normalizer(final)
+            next_obs[t] = final if next_obs_later else self.normalizer(final)
             terminated[t] = term
             truncated[t] = trunc
 
@@ -247,6 +249,8 @@ class RolloutCollector:
                 self._episode_length[done] = 0
             self._raw_obs = encoded
 
+        if next_obs_later:
+            next_obs = self.normalizer(next_obs)
         batch = Batch(
             obs=obs_buf,
             actions=actions,

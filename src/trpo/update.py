@@ -81,8 +81,16 @@ def policy_step(
     max_kl, damping = trust_region(config, action_dims)
     params = [p for p in policy.parameters() if p.requires_grad]
     theta_old = parameters_to_vector(params).detach()
+    chunked = bool(config.update_chunk) and obs.shape[0] > config.update_chunk
+    z = None  # MLPPolicy's distribution parameters at θk, with the graph to θ
+    if isinstance(policy, MLPPolicy) and not chunked:
+        # one forward serves the ratio's fixed side, the gradient and the Fisher product
+        z = policy.distribution_parameters(obs)
+        old_dist = policy.distribution(*(part.detach() for part in z))
+    else:
+        with torch.no_grad():
+            old_dist = policy(obs)  # θk, detached: the fixed side of the KL and of the ratio
     with torch.no_grad():
-        old_dist = policy(obs)  # θk, detached: the fixed side of the KL and of the ratio
         entropy = float(old_dist.entropy().mean())
 
     def surrogate(dist, rows: slice = slice(None)) -> Tensor:
@@ -97,16 +105,16 @@ def policy_step(
             kl = mean_kl(old_dist, dist, config.kl_direction)
         return float(improvement), float(kl)
 
-    if config.update_chunk and obs.shape[0] > config.update_chunk:
+    if chunked:
         surrogate_old = surrogate(old_dist)  # the same numbers as L at θk with its graph
         g = sum(
             flat_grad(surrogate(policy(obs[rows]), rows) * _share(rows, obs), params)
             for rows in chunks(obs.shape[0], config.update_chunk)
         )
     else:
-        surrogate_at_old = surrogate(policy(obs))
+        surrogate_at_old = surrogate(policy(obs) if z is None else policy.distribution(*z))
         surrogate_old = surrogate_at_old.detach()
-        g = flat_grad(surrogate_at_old, params)
+        g = flat_grad(surrogate_at_old, params, retain_graph=z is not None)
     if bool(torch.isfinite(g).all()) and not bool(g.any()):
         # CG would return x = 0 and sqrt(2δ / xᵀHx)·x would be 0/0: no step, reported as such
         return StepStats(
@@ -128,12 +136,13 @@ def policy_step(
         step = config.vpg_lr * g
         cg_residual, cg_iterations = math.nan, 0
     else:
-        fisher_obs = obs
+        fisher_obs, fisher_z = obs, z
         if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
             n = obs.shape[0]
             kept = max(1, round(config.fvp_subsample * n))
             fisher_obs = obs[torch.randperm(n, generator=generator)[:kept].to(obs.device)]
-        fvp = fisher_product(policy, fisher_obs, params, damping, config.update_chunk)
+            fisher_z = None
+        fvp = fisher_product(policy, fisher_obs, params, damping, config.update_chunk, fisher_z)
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":
@@ -184,10 +193,16 @@ def trust_region(config: Config, action_dims: int) -> tuple[float, float]:
 
 
 def fisher_product(
-    policy: nn.Module, obs: Tensor, params: list[Tensor], damping: float, chunk: int = 0
+    policy: nn.Module,
+    obs: Tensor,
+    params: list[Tensor],
+    damping: float,
+    chunk: int = 0,
+    z: tuple[Tensor, ...] | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (F + λI) v on the states ``obs`` at the current parameters θk: through the
-    distribution parameters where the policy exposes them (`MLPPolicy`), else by double
+    distribution parameters where the policy exposes them (`MLPPolicy`; ``z``, when given,
+    is `distribution_parameters(obs)` with its graph, computed already), else by double
     backprop through any policy. Either KL direction has F as its Hessian at θk; both
     products differentiate KL(old ‖ new). With ``chunk`` (< the states), F is the mean of
     the chunks' Fisher matrices, each product rebuilding one chunk's graph at a time."""
@@ -202,7 +217,7 @@ def fisher_product(
 
         return product
     if isinstance(policy, MLPPolicy):
-        z = policy.distribution_parameters(obs)
+        z = policy.distribution_parameters(obs) if z is None else z
         old = policy.distribution(*(part.detach() for part in z))
 
         def mean_kl_of(z_new):

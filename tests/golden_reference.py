@@ -115,14 +115,15 @@ def numbers(env_id: str) -> dict[str, float | list[float]]:
         values = value_fn(data["obs"]).reshape(T, N)
         next_values = value_fn(data["next_obs"]).reshape(T, N)
     advantages = gae(
-        data["rewards"],
-        values,
-        next_values,
-        data["terminated"],
-        data["truncated"],
+        data["rewards"].numpy(),
+        values.numpy(),
+        next_values.numpy(),
+        data["terminated"].numpy(),
+        data["truncated"].numpy(),
         config.gamma,
         config.gae_lambda,
     )
+    advantages = torch.from_numpy(advantages)
     targets = (advantages + values).reshape(-1)
     step = policy_step(
         policy,

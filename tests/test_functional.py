@@ -223,18 +223,18 @@ EXPECTED_ADVANTAGES = [
 ]
 
 
-def as_block(rows) -> torch.Tensor:
-    """Per-env lists -> a [T, N] float64 tensor."""
-    return torch.tensor(rows, dtype=torch.float64).T
+def as_block(rows) -> np.ndarray:
+    """Per-env lists -> a [T, N] float64 array."""
+    return np.array(rows, dtype=np.float64).T
 
 
-def gae_inputs(**changes) -> dict[str, torch.Tensor]:
+def gae_inputs(**changes) -> dict[str, np.ndarray]:
     inputs = {
         "rewards": as_block(REWARDS),
         "values": as_block(VALUES),
         "next_values": as_block(NEXT_VALUES),
-        "terminated": as_block(TERMINATED).bool(),
-        "truncated": as_block(TRUNCATED).bool(),
+        "terminated": as_block(TERMINATED).astype(bool),
+        "truncated": as_block(TRUNCATED).astype(bool),
     }
     inputs.update(changes)
     return inputs
@@ -244,7 +244,7 @@ def test_gae_matches_hand_worked_table():
     advantages = gae(**gae_inputs(), gamma=GAMMA, lam=LAM)
 
     assert advantages.shape == (5, 2)
-    torch.testing.assert_close(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
 
 
 def test_gae_accepts_float_done_flags():
@@ -254,7 +254,7 @@ def test_gae_accepts_float_done_flags():
 
     advantages = gae(**inputs, gamma=GAMMA, lam=LAM)
 
-    torch.testing.assert_close(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
 
 
 def test_gae_does_not_bootstrap_after_termination():
@@ -264,7 +264,7 @@ def test_gae_does_not_bootstrap_after_termination():
 
     advantages = gae(**gae_inputs(next_values=next_values), gamma=GAMMA, lam=LAM)
 
-    torch.testing.assert_close(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(advantages, as_block(EXPECTED_ADVANTAGES), rtol=0, atol=1e-12)
 
 
 def test_gae_bootstraps_from_final_observation_at_truncation():
@@ -277,10 +277,10 @@ def test_gae_bootstraps_from_final_observation_at_truncation():
         EXPECTED_ADVANTAGES
     )
 
-    expected_change = torch.zeros(5, 2, dtype=torch.float64)
+    expected_change = np.zeros((5, 2))
     expected_change[3, 0] = GAMMA
     expected_change[2, 0] = GAMMA * LAM * GAMMA
-    torch.testing.assert_close(change, expected_change, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(change, expected_change, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -294,8 +294,8 @@ def test_gae_recursion_stops_at_episode_end(done_step, later_step):
     advantages = gae(**gae_inputs(rewards=rewards), gamma=GAMMA, lam=LAM)
 
     expected = as_block(EXPECTED_ADVANTAGES)
-    torch.testing.assert_close(advantages[: done_step + 1], expected[: done_step + 1])
-    assert advantages[later_step, 0] == pytest.approx(expected[later_step, 0].item() + 100.0)
+    np.testing.assert_allclose(advantages[: done_step + 1], expected[: done_step + 1], atol=1e-12)
+    assert advantages[later_step, 0] == pytest.approx(expected[later_step, 0] + 100.0)
 
 
 def test_gae_bootstraps_from_next_values_at_batch_boundary():
@@ -308,11 +308,9 @@ def test_gae_bootstraps_from_next_values_at_batch_boundary():
         EXPECTED_ADVANTAGES
     )
 
-    expected_env1 = torch.tensor(
-        [GAMMA * (GAMMA * LAM) ** (4 - t) for t in range(5)], dtype=torch.float64
-    )
-    torch.testing.assert_close(change[:, 1], expected_env1, rtol=0, atol=1e-12)
-    torch.testing.assert_close(change[:, 0], torch.zeros(5, dtype=torch.float64))
+    expected_env1 = np.array([GAMMA * (GAMMA * LAM) ** (4 - t) for t in range(5)])
+    np.testing.assert_allclose(change[:, 1], expected_env1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(change[:, 0], np.zeros(5), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("bad_input", ["values", "next_values", "terminated", "truncated"])

@@ -9,19 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 
 def gae(
-    rewards: Tensor,
-    values: Tensor,
-    next_values: Tensor,
-    terminated: Tensor,
-    truncated: Tensor,
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
     gamma: float,
     lam: float,
-) -> Tensor:
+) -> np.ndarray:
     """Generalised advantage estimates A_t for a [T, N] block of N parallel trajectories.
 
     Index t is the step in which action a_t was taken in state s_t:
@@ -35,19 +36,22 @@ def gae(
     A termination does not bootstrap (the true value after it is 0); a time-limit truncation
     bootstraps from V(final observation). The λ-recursion stops at both, and after the last
     row (the batch boundary, where ``next_values`` carries the bootstrap).
+
+    NumPy arrays, as the rollout's are: the recursion's T small steps cost a fifth of what
+    they cost as tensor ops, with the same float32 (or float64) arithmetic.
     """
     if not (rewards.shape == values.shape == next_values.shape == terminated.shape):
         raise ValueError(
-            f"gae: shapes differ: rewards {tuple(rewards.shape)}, values {tuple(values.shape)}, "
-            f"next_values {tuple(next_values.shape)}, terminated {tuple(terminated.shape)}"
+            f"gae: shapes differ: rewards {rewards.shape}, values {values.shape}, "
+            f"next_values {next_values.shape}, terminated {terminated.shape}"
         )
     if truncated.shape != rewards.shape:
-        raise ValueError(f"gae: truncated {tuple(truncated.shape)} != {tuple(rewards.shape)}")
-    not_terminated = 1.0 - terminated.to(rewards.dtype)
-    not_done = not_terminated * (1.0 - truncated.to(rewards.dtype))
+        raise ValueError(f"gae: truncated {truncated.shape} != {rewards.shape}")
+    not_terminated = 1.0 - terminated.astype(rewards.dtype)
+    not_done = not_terminated * (1.0 - truncated.astype(rewards.dtype))
     deltas = rewards + gamma * not_terminated * next_values - values
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[0])
+    advantages = np.zeros_like(rewards)
+    running = np.zeros_like(rewards[0])
     for t in range(rewards.shape[0] - 1, -1, -1):
         running = deltas[t] + gamma * lam * not_done[t] * running
         advantages[t] = running

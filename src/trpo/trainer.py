@@ -200,14 +200,15 @@ class Trainer:
             next_values = value_fn(self._tensor(batch.next_obs.reshape(T * N, -1)))
         rewards = self.reward_scaler.scaled(batch.rewards, batch.reward_scale)
         advantages = gae(
-            self._tensor(rewards),
-            values,
-            next_values.reshape(T, N),
-            self._tensor(batch.terminated),
-            self._tensor(batch.truncated),
+            rewards,
+            values.cpu().numpy(),
+            next_values.reshape(T, N).cpu().numpy(),
+            batch.terminated,
+            batch.truncated,
             self.config.gamma,
             self.config.gae_lambda,
         )
+        advantages = self._tensor(advantages)
         targets = (advantages + values).reshape(-1)
         keep = self._valid_rows(batch)
         return obs[keep], advantages.reshape(-1)[keep], targets[keep], values.reshape(-1)[keep]

@@ -201,11 +201,11 @@ def test_presets_for_one_env(capsys):
 
 
 def test_presets_names_an_env_tuned_to_the_defaults(capsys):
-    assert main(["presets", "Hopper-v5"]) == 0
+    assert main(["presets", "Humanoid-v5"]) == 0
 
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {}
-    assert "Hopper-v5 runs with the defaults" in captured.err
+    assert "Humanoid-v5 runs with the defaults" in captured.err
 
 
 def test_help_config_lists_every_field(capsys):

@@ -9,6 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+RL_ZOO_MUJOCO: dict[str, Any] = {
+    "steps_per_iter": 2048,
+    "gae_lambda": 0.95,
+    "cg_iters": 25,
+    "value_epochs": 20,
+    "value_minibatch": 128,
+    "normalize_reward": True,
+    "kl_direction": "new_old",
+    "obs_norm_update": "step",
+}
+"""sb3-contrib's rl-zoo MuJoCo settings for TRPO (with its VecNormalize's reward scaling and
+KL(new ‖ old)) as trpo settings, plus per-step observation statistics; the trust region is
+the per-dimension default, rl-zoo's. rl-zoo runs them on 2 envs."""
+
 PRESETS: dict[str, dict[str, Any]] = {
     # One line of why each; the runs that chose them (tuning seeds >= 100) are in
     # docs/results.md, "How each preset was chosen". An empty entry runs the defaults.
@@ -39,30 +53,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "InvertedDoublePendulum-v5": {"max_kl": 0.002},
     # Swimmer-v5: its forward reward needs a horizon far beyond γ = 0.99.
     "Swimmer-v5": {"gamma": 0.9999, "kl_scale": "joint"},
-    # Hopper-v5: sb3-contrib's rl-zoo settings on trpo's 8 envs, with the per-dimension trust
-    # region and per-step observation statistics: steadier than the defaults.
-    "Hopper-v5": {
-        "steps_per_iter": 2048,
-        "gae_lambda": 0.95,
-        "cg_iters": 25,
-        "value_epochs": 20,
-        "value_minibatch": 128,
-        "normalize_reward": True,
-        "kl_direction": "new_old",
-        "obs_norm_update": "step",
-    },
-    # Walker2d-v5: sb3-contrib's rl-zoo settings with per-step observation statistics.
-    "Walker2d-v5": {
-        "n_envs": 2,
-        "steps_per_iter": 2048,
-        "gae_lambda": 0.95,
-        "cg_iters": 25,
-        "value_epochs": 20,
-        "value_minibatch": 128,
-        "normalize_reward": True,
-        "kl_direction": "new_old",
-        "obs_norm_update": "step",
-    },
+    # Hopper-v5: rl-zoo's settings on trpo's 8 envs: steadier than the defaults.
+    "Hopper-v5": RL_ZOO_MUJOCO,
+    # Walker2d-v5: rl-zoo's settings as they are, 2 envs.
+    "Walker2d-v5": {**RL_ZOO_MUJOCO, "n_envs": 2},
     # HalfCheetah-v5: its speeds keep growing, so statistics a batch behind fit the newest
     # states worst.
     "HalfCheetah-v5": {"obs_norm_update": "step"},

@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
 # Issue 20's reporting grid: the nine MuJoCo v5 envs, each with its preset, seeds 0-4 at
 # 1M steps (trpo), and the same-version sb3-contrib references (rl-zoo's settings), run
-# seed-major so every env has seed 0 before any has seed 1. Both write into
-# benchmarks/results/, where finished runs are committed: rerunning this script in a later
-# session skips them and continues the rest. One core each: overlap=off, --workers 1.
+# seed-major so every env has seed 0 before any has seed 1. One core each (overlap=off,
+# --workers 1). Both write into benchmarks/results/, where each finished run's text files
+# are committed (metrics.csv and the settings; not its checkpoints, ~1 MB a run): rerunning
+# this script in a later session skips the runs whose metrics reach 1M steps.
 #   nohup benchmarks/mujoco_report.sh trpo > report-trpo.log 2>&1 &
 #   nohup benchmarks/mujoco_report.sh sb3 > report-sb3.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
+STEPS=1000000
 ENVS=(Hopper-v5 Walker2d-v5 HalfCheetah-v5 Ant-v5 Swimmer-v5 Humanoid-v5 Reacher-v5
   InvertedPendulum-v5 InvertedDoublePendulum-v5)
+TRPO_OUT=benchmarks/results/mujoco-1m-trpo
+
+trpo_finished() {  # the run's metrics.csv has reached STEPS (column 2, "steps")
+  local metrics="$TRPO_OUT/$1-s$2/metrics.csv"
+  [[ -f $metrics ]] && (($(tail -n 1 "$metrics" | cut -d, -f2) >= STEPS))
+}
+
 for seed in 0 1 2 3 4; do
-  case "${1:?trpo or sb3}" in
-    trpo)
-      trpo benchmark "$(IFS=,; echo "${ENVS[*]}")" --seed "$seed" --seeds 1 --steps 1000000 \
-        --set eval_every=10 tensorboard=false overlap=off --workers 1 \
-        --out benchmarks/results/mujoco-1m-trpo ;;
-    sb3)
-      for env in "${ENVS[@]}"; do
-        python benchmarks/sb3_reference.py "$env" --seeds "$seed" --steps 1000000 \
-          --out benchmarks/results/mujoco-1m-sb3
-      done ;;
-  esac
+  for env in "${ENVS[@]}"; do
+    case "${1:?trpo or sb3}" in
+      trpo)
+        trpo_finished "$env" "$seed" && continue
+        trpo benchmark "$env" --seed "$seed" --seeds 1 --steps "$STEPS" \
+          --set eval_every=10 tensorboard=false overlap=off --workers 1 --out "$TRPO_OUT" ;;
+      sb3)
+        python benchmarks/sb3_reference.py "$env" --seeds "$seed" --steps "$STEPS" \
+          --out benchmarks/results/mujoco-1m-sb3 ;;
+    esac
+  done
 done

@@ -175,3 +175,40 @@ def test_namespaced_env_ids_give_flat_run_directories(tmp_path):
     cells = benchmark_cells([Config(env_id="ALE/Pong-v5")], [0, 1], tmp_path)
     assert [cell.run_dir.name for cell in cells] == ["ALE-Pong-v5-s0", "ALE-Pong-v5-s1"]
     assert all(cell.run_dir.parent == tmp_path for cell in cells)
+
+
+def test_report_only_reports_the_finished_runs_on_disk_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "grid"
+    fake_cells(out, {"Hopper-v5": [3000.0, 3500.0], "Swimmer-v5": [300.0]})
+    unfinished = out / "Swimmer-v5-s1"
+    unfinished.mkdir()
+    (unfinished / METRICS_FILE).write_text("steps,eval_return\n1000,50\n2000,60\n")
+    argv = ["benchmark", "Hopper-v5,Swimmer-v5", "--seeds", "2", "--steps", "5000"]
+    argv += ["--out", str(out), "--report-only"]
+    assert main(argv) == 0
+    assert "left out, not finished or not run: Swimmer-v5-s1" in capsys.readouterr().out
+    written = json.loads((out / "results.json").read_text())
+    assert {r["env_id"]: r["scores"] for r in written["envs"]} == {
+        "Hopper-v5": [3000.0, 3500.0],
+        "Swimmer-v5": [300.0],
+    }
+    assert sorted(p.name for p in unfinished.iterdir()) == [METRICS_FILE]  # nothing trained
+    assert "--report-only" in (out / "results.md").read_text()
+
+
+def test_report_only_refuses_runs_made_with_other_settings(tmp_path, capsys):
+    out = tmp_path / "grid"
+    (cell,) = fake_cells(out, {"Hopper-v5": [3000.0]})
+    other = Config(env_id="Hopper-v5", max_kl=0.5, total_steps=5000)
+    (cell.run_dir / "config.json").write_text(json.dumps(other.to_dict()))
+    argv = ["benchmark", "Hopper-v5", "--seeds", "1", "--steps", "5000", "--out", str(out)]
+    assert main([*argv, "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "ran with other settings" in err and "max_kl" in err
+    assert not (out / "results.json").exists()
+
+
+def test_report_only_with_nothing_finished_is_one_clean_error(tmp_path, capsys):
+    argv = ["benchmark", "Hopper-v5", "--seeds", "1", "--out", str(tmp_path), "--report-only"]
+    assert main(argv) == 2
+    assert "no finished runs in" in capsys.readouterr().err

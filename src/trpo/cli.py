@@ -298,6 +298,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("envs", help="comma-separated Gymnasium ids, e.g. Hopper-v5,Swimmer-v5")
     _add_grid_arguments(bench, "output directory (default runs/benchmark)")
+    bench.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the results from the finished runs' metrics.csv in --out "
+        "(a grid kept without its checkpoints)",
+    )
     bench.set_defaults(handler=cmd_benchmark)
 
     presets = sub.add_parser("presets", help="show the tuned presets")

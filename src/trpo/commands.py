@@ -231,11 +231,40 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     out = args.out or RUNS_ROOT / "benchmark"
     cells = benchmark_cells(configs, seeds, out)
     print(f"{len(cells)} runs ({', '.join(env_ids)} x seeds {seeds[0]}-{seeds[-1]}) in {out}")
-    if not _run_cells(cells, args):
+    if args.report_only:
+        cells = _finished_by_metrics(cells, out)
+    elif not _run_cells(cells, args):
         return 130
     print(results_table(write_results(out, cells, _command(args))))
     print(f"wrote {out / 'results.md'} and one PNG per env")
     return 0
+
+
+def _finished_by_metrics(cells: list, out: Path) -> list:
+    """`--report-only`: the cells whose metrics.csv reaches their steps, each checked to
+    have run with the cell's settings; the others are named and left out."""
+    from trpo.logger import METRICS_FILE, read_metrics
+
+    finished, missing = [], []
+    for cell in cells:
+        metrics = cell.run_dir / METRICS_FILE
+        rows = read_metrics(metrics) if metrics.exists() else []
+        if not rows or rows[-1]["steps"] < cell.config.total_steps:
+            missing.append(cell.run_dir.name)
+            continue
+        saved = cell.saved_config()
+        if saved is not None and saved != cell.config:
+            differ = [k for k, v in saved.to_dict().items() if cell.config.to_dict()[k] != v]
+            raise CLIError(
+                f"{cell.run_dir} ran with other settings ({', '.join(differ)}) than this "
+                "command's: give the same --set, --config and flags as the grid was run with"
+            )
+        finished.append(cell)
+    if missing:
+        print(f"left out, not finished or not run: {', '.join(missing)}")
+    if not finished:
+        raise CLIError(f"no finished runs in {out} to report: run the grid without --report-only")
+    return finished
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -4,12 +4,18 @@ computed by the same code as `trpo benchmark`'s, optionally beside a trpo benchm
     python benchmarks/sb3_aggregate.py runs/sb3-reference
     python benchmarks/sb3_aggregate.py runs/sb3-reference --trpo runs/grid-mujoco/results.json \
         --profile runs/profile.png
+    python benchmarks/sb3_aggregate.py benchmarks/results/mujoco-1m-sb3 \
+        --trpo-runs benchmarks/results/mujoco-1m-trpo      # each seed side by side
 
 Reads every finished `<env>-s<seed>.csv` that benchmarks/sb3_reference.py wrote in the
 directory (not its `.partial.csv` files), scores each run as `trpo benchmark` does (mean of
 its last 5 evaluations) and normalises by `trpo.reference_scores`. Since the reference
 scores are sb3-contrib's own, its mean normalised score is ~1 by construction on the envs
 (and seeds) they came from; the point is that both libraries go through one computation.
+
+With --trpo-runs (a `trpo benchmark` directory) it also prints every env and seed that both
+libraries have finished side by side: the two scores, and the step of each run's first
+evaluation at or above `LEARNING_SPEED`'s threshold (issue 20's learning-speed target).
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from trpo.benchmark import BOOTSTRAP_SEED, aggregate_markdown, aggregate_scores, plot_profile
-from trpo.logger import read_metrics
-from trpo.trainer import run_score
+from trpo.logger import METRICS_FILE, read_metrics
+from trpo.metrics import run_score
+from trpo.rundir import env_dir_name
+
+LEARNING_SPEED = {"Hopper-v5": 2500.0, "Walker2d-v5": 3000.0}
+"""Env id -> the return whose first evaluation at or above it marks how fast a run learns."""
 
 
 def read_reference_scores(directory: Path) -> dict[str, list[float]]:
@@ -34,6 +44,41 @@ def read_reference_scores(directory: Path) -> dict[str, list[float]]:
         env_id, seed = path.stem.rsplit("-s", 1)
         runs.setdefault(env_id, {})[int(seed)] = run_score(read_metrics(path))
     return {env: [by_seed[s] for s in sorted(by_seed)] for env, by_seed in sorted(runs.items())}
+
+
+def first_reaching(rows: list[dict[str, float]], threshold: float) -> int | None:
+    """Steps at the first evaluation whose return is at least ``threshold``, or None."""
+    return next((int(r["steps"]) for r in rows if r["eval_return"] >= threshold), None)
+
+
+def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
+    """A Markdown table of every env and seed finished by both libraries: a trpo run counts
+    once its metrics reach the sb3 run's last evaluation."""
+    lines = [
+        "| env | seed | trpo score | sb3-contrib score | first evaluation ≥ threshold: "
+        "trpo / sb3-contrib |",
+        "|---|---|---|---|---|",
+    ]
+    for path in sorted(sb3_directory.glob("*-s*.csv")):
+        if path.name.endswith(".partial.csv"):
+            continue
+        env_id, seed = path.stem.rsplit("-s", 1)
+        metrics = trpo_directory / f"{env_dir_name(env_id)}-s{seed}" / METRICS_FILE
+        sb3_rows = read_metrics(path)
+        trpo_rows = read_metrics(metrics) if metrics.exists() else []
+        if not trpo_rows or trpo_rows[-1]["steps"] < sb3_rows[-1]["steps"]:
+            continue
+        reached = "–"
+        if env_id in LEARNING_SPEED:
+            steps = [first_reaching(rows, LEARNING_SPEED[env_id]) for rows in (trpo_rows, sb3_rows)]
+            reached = f"≥ {LEARNING_SPEED[env_id]:.0f}: " + " / ".join(
+                "never" if s is None else f"{s:,}" for s in steps
+            )
+        lines.append(
+            f"| {env_id} | {seed} | {run_score(trpo_rows):.1f} | {run_score(sb3_rows):.1f} "
+            f"| {reached} |"
+        )
+    return "\n".join(lines)
 
 
 def read_benchmark_scores(results_json: Path) -> dict[str, list[float]]:
@@ -48,7 +93,12 @@ def main() -> None:
     parser.add_argument("directory", type=Path, help="benchmarks/sb3_reference.py's --out")
     parser.add_argument("--trpo", type=Path, help="a trpo benchmark's results.json to set beside")
     parser.add_argument("--profile", type=Path, help="write the performance profile PNG here")
+    parser.add_argument(
+        "--trpo-runs", type=Path, help="a trpo benchmark's directory: each seed side by side"
+    )
     args = parser.parse_args()
+    if args.trpo_runs is not None:
+        print(f"{side_by_side(args.directory, args.trpo_runs)}\n")
 
     scores = {"sb3-contrib": read_reference_scores(args.directory)}
     if args.trpo is not None:

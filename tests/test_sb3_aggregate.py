@@ -1,0 +1,36 @@
+"""benchmarks/sb3_aggregate.py's side-by-side table, on hand-made runs of both libraries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import sb3_aggregate  # noqa: E402
+
+from trpo.logger import METRICS_FILE  # noqa: E402
+
+
+def write_curve(path: Path, returns: list[float], every: int = 1000) -> None:
+    rows = "".join(f"{every * (i + 1)},{r}\n" for i, r in enumerate(returns))
+    path.write_text(f"steps,eval_return\n{rows}")
+
+
+def test_first_reaching_finds_the_first_evaluation_at_the_threshold():
+    rows = [{"steps": 1.0, "eval_return": float("nan")}, {"steps": 2.0, "eval_return": 2500.0}]
+    assert sb3_aggregate.first_reaching(rows, 2500.0) == 2
+    assert sb3_aggregate.first_reaching(rows, 2500.5) is None
+
+
+def test_side_by_side_lists_the_seeds_both_libraries_finished(tmp_path):
+    sb3, trpo = tmp_path / "sb3", tmp_path / "trpo"
+    sb3.mkdir()
+    write_curve(sb3 / "Hopper-v5-s0.csv", [100, 2600, 2400, 3000, 3000, 3000])
+    write_curve(sb3 / "Hopper-v5-s1.csv", [100] * 6)  # trpo's seed 1 is unfinished
+    write_curve(sb3 / "Hopper-v5-s2.partial.csv", [100] * 3)
+    for seed, returns in ((0, [2500, 100, 100, 100, 100, 100]), (1, [100, 100])):
+        (trpo / f"Hopper-v5-s{seed}").mkdir(parents=True)
+        write_curve(trpo / f"Hopper-v5-s{seed}" / METRICS_FILE, returns)
+    table = sb3_aggregate.side_by_side(sb3, trpo).splitlines()
+    assert len(table) == 3  # the header, its rule and seed 0
+    assert table[2] == "| Hopper-v5 | 0 | 100.0 | 2800.0 | ≥ 2500: 1,000 / 2,000 |"

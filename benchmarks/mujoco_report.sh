@@ -15,7 +15,9 @@ STEPS=1000000
 ENVS=(Hopper-v5 Walker2d-v5 HalfCheetah-v5 Ant-v5 Swimmer-v5 Humanoid-v5 Reacher-v5
   InvertedPendulum-v5 InvertedDoublePendulum-v5)
 TRPO_OUT=benchmarks/results/mujoco-1m-trpo
-TRPO_SETTINGS=(--steps "$STEPS" --set eval_every=10 tensorboard=false overlap=off --out "$TRPO_OUT")
+# every 10,240 steps, as benchmarks/sb3_reference.py evaluates (the 2048-step presets: 5 iterations)
+TRPO_SETTINGS=(--steps "$STEPS" --eval-every-steps 10240 --set tensorboard=false overlap=off
+  --out "$TRPO_OUT")
 
 trpo_finished() {  # the run's metrics.csv has reached STEPS (column 2, "steps")
   local metrics="$TRPO_OUT/$1-s$2/metrics.csv"

@@ -212,3 +212,25 @@ def test_report_only_with_nothing_finished_is_one_clean_error(tmp_path, capsys):
     argv = ["benchmark", "Hopper-v5", "--seeds", "1", "--out", str(tmp_path), "--report-only"]
     assert main(argv) == 2
     assert "no finished runs in" in capsys.readouterr().err
+
+
+def test_eval_every_steps_evaluates_each_env_at_the_same_steps(tmp_path, capsys):
+    out = tmp_path / "grid"
+    fake_cells(out, {"Hopper-v5": [3000.0], "HalfCheetah-v5": [2000.0]})
+    argv = ["benchmark", "Hopper-v5,HalfCheetah-v5", "--seeds", "1", "--steps", "5000"]
+    argv += ["--out", str(out), "--eval-every-steps", "10240", "--report-only"]
+    for env_id, eval_every in (("Hopper-v5", 5), ("HalfCheetah-v5", 10)):  # 2048, 1024 a batch
+        config = Config.from_dict(
+            {**resolve_args_for(env_id).to_dict(), "eval_every": eval_every, "total_steps": 5000}
+        )
+        (out / f"{env_id}-s0" / "config.json").write_text(json.dumps(config.to_dict()))
+    assert main(argv) == 0, capsys.readouterr().err
+    assert main([*argv[:-3], "--eval-every-steps", "3000", "--report-only"]) == 2
+    assert "not a positive multiple of Hopper-v5's steps_per_iter (2048)" in capsys.readouterr().err
+
+
+def resolve_args_for(env_id: str) -> Config:
+    """The settings `trpo benchmark ENV_ID` gives a run: the defaults and its preset."""
+    from trpo.presets import preset_for
+
+    return Config.from_dict({**Config(env_id=env_id).to_dict(), **preset_for(env_id)})

@@ -299,6 +299,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("envs", help="comma-separated Gymnasium ids, e.g. Hopper-v5,Swimmer-v5")
     _add_grid_arguments(bench, "output directory (default runs/benchmark)")
     bench.add_argument(
+        "--eval-every-steps",
+        type=int,
+        metavar="N",
+        help="evaluate every N env steps in every env, whatever its batch size (sets each "
+        "env's eval_every to N / steps_per_iter), so that envs and libraries compare alike",
+    )
+    bench.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: write the results from the finished runs' metrics.csv in --out "

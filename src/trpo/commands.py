@@ -225,7 +225,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise CLIError(f"benchmark takes distinct comma-separated env ids, got {args.envs!r}")
     configs = []
     for env_id in env_ids:  # each env: defaults < its preset < --config < --set < flags
-        configs.append(resolve_args(args, env_id))
+        configs.append(_evaluated_every(resolve_args(args, env_id), args.eval_every_steps))
         check_env_id(env_id, configs[-1].env_modules)
     seeds = _seed_range(configs[0].seed, args.seeds, args.workers)
     out = args.out or RUNS_ROOT / "benchmark"
@@ -238,6 +238,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(results_table(write_results(out, cells, _command(args))))
     print(f"wrote {out / 'results.md'} and one PNG per env")
     return 0
+
+
+def _evaluated_every(config: Config, steps: int | None) -> Config:
+    """`--eval-every-steps`: ``config`` evaluating every ``steps`` env steps."""
+    if steps is None:
+        return config
+    if steps <= 0 or steps % config.steps_per_iter:
+        raise CLIError(
+            f"--eval-every-steps {steps} is not a positive multiple of {config.env_id}'s "
+            f"steps_per_iter ({config.steps_per_iter}): evaluations come after whole iterations"
+        )
+    return config.replace(eval_every=steps // config.steps_per_iter)
 
 
 def _finished_by_metrics(cells: list, out: Path) -> list:

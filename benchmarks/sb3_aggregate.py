@@ -35,14 +35,22 @@ LEARNING_SPEED = {"Hopper-v5": 2500.0, "Walker2d-v5": 3000.0}
 """Env id -> the return whose first evaluation at or above it marks how fast a run learns."""
 
 
+def finished_reference_runs(directory: Path) -> list[tuple[str, int, Path]]:
+    """(env id, seed, CSV) of every finished run in ``directory`` (not the `.partial.csv`
+    files of runs under way), sorted."""
+    runs = []
+    for path in sorted(directory.glob("*-s*.csv")):
+        if not path.name.endswith(".partial.csv"):
+            env_id, seed = path.stem.rsplit("-s", 1)
+            runs.append((env_id, int(seed), path))
+    return runs
+
+
 def read_reference_scores(directory: Path) -> dict[str, list[float]]:
     """Env id -> the scores of its finished runs in ``directory``, in seed order."""
     runs: dict[str, dict[int, float]] = {}
-    for path in directory.glob("*-s*.csv"):
-        if path.name.endswith(".partial.csv"):
-            continue
-        env_id, seed = path.stem.rsplit("-s", 1)
-        runs.setdefault(env_id, {})[int(seed)] = run_score(read_metrics(path))
+    for env_id, seed, path in finished_reference_runs(directory):
+        runs.setdefault(env_id, {})[seed] = run_score(read_metrics(path))
     return {env: [by_seed[s] for s in sorted(by_seed)] for env, by_seed in sorted(runs.items())}
 
 
@@ -59,10 +67,7 @@ def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
         "trpo / sb3-contrib |",
         "|---|---|---|---|---|",
     ]
-    for path in sorted(sb3_directory.glob("*-s*.csv")):
-        if path.name.endswith(".partial.csv"):
-            continue
-        env_id, seed = path.stem.rsplit("-s", 1)
+    for env_id, seed, path in finished_reference_runs(sb3_directory):
         metrics = trpo_directory / f"{env_dir_name(env_id)}-s{seed}" / METRICS_FILE
         sb3_rows = read_metrics(path)
         trpo_rows = read_metrics(metrics) if metrics.exists() else []

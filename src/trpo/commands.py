@@ -264,9 +264,8 @@ def _finished_by_metrics(cells: list, out: Path) -> list:
         if not rows or rows[-1]["steps"] < cell.config.total_steps:
             missing.append(cell.run_dir.name)
             continue
-        saved = cell.saved_config()
-        if saved is not None and saved != cell.config:
-            differ = [k for k, v in saved.to_dict().items() if cell.config.to_dict()[k] != v]
+        differ = cell.settings_differ()
+        if differ:
             raise CLIError(
                 f"{cell.run_dir} ran with other settings ({', '.join(differ)}) than this "
                 "command's: give the same --set, --config and flags as the grid was run with"

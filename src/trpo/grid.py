@@ -39,14 +39,19 @@ class Cell:
         path = self.run_dir / "config.json"
         return Config.from_dict(json.loads(path.read_text())) if path.exists() else None
 
+    def settings_differ(self) -> list[str]:
+        """Where the settings saved in the run directory differ from this cell's, as
+        ``key=saved (now value)``; empty when none are saved or they are the same."""
+        saved = self.saved_config()
+        if saved is None or saved == self.config:
+            return []
+        now = self.config.to_dict()
+        return [f"{k}={v!r} (now {now[k]!r})" for k, v in saved.to_dict().items() if now[k] != v]
+
     def check_settings(self) -> None:
         """Refuse to reuse a finished run trained with other settings than this cell's."""
-        saved = self.saved_config() if self.finished else None
-        if saved is not None and saved != self.config:
-            now = self.config.to_dict()
-            differ = [
-                f"{k}={v!r} (now {now[k]!r})" for k, v in saved.to_dict().items() if now[k] != v
-            ]
+        differ = self.settings_differ() if self.finished else []
+        if differ:
             raise GridError(
                 f"{self.run_dir} holds a finished run with other settings: {', '.join(differ)}; "
                 "choose another output directory or pass --overwrite"

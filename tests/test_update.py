@@ -3,13 +3,17 @@ quadratic model is good, NPG shares TRPO's direction, VPG is a plain gradient st
 
 import copy
 
+import numpy as np
 import pytest
 import torch
+from gymnasium.spaces import Box, Dict, Discrete
 from torch.distributions import kl_divergence
 from torch.nn.utils import parameters_to_vector
 
 from trpo import TRPO, update
+from trpo.agent import Agent
 from trpo.config import Config
+from trpo.encoders import ObservationEncoder
 from trpo.functional import flat_grad, normalize
 from trpo.policies import action_dims
 from trpo.update import policy_step
@@ -141,6 +145,43 @@ def test_fisher_product_through_distribution_parameters_equals_double_backprop(e
     double_backprop = update.fisher_product(opaque, obs, list(opaque.parameters()), 0.1)(v)
 
     torch.testing.assert_close(through_z, double_backprop, rtol=1e-4, atol=1e-6)
+
+
+IMAGE_SPACES = {
+    "grid": Box(0, 1, (6, 6, 3), bool),
+    "strided": Box(0, 255, (2, 36, 36), np.uint8),
+    "two images": Dict({"a": Box(0, 1, (5, 5, 2), bool), "b": Box(0, 255, (2, 36, 36), np.uint8)}),
+}
+
+
+@pytest.mark.parametrize("name", IMAGE_SPACES)
+def test_image_fisher_product_takes_the_first_convolution_forward(name):
+    # The convolution that reads the observation (one per image) enters J v by its forward
+    # tangent; the product is the one the backward-only graph and double backprop give.
+    space = IMAGE_SPACES[name]
+    config = Config(
+        env_id="x", policy_hidden=(8,), image_encoder="small" if name == "strided" else "auto"
+    )
+    policy = Agent(space, Discrete(4), config).policy
+    width = ObservationEncoder(space).dim
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 2, (64, width), generator=generator, dtype=torch.uint8) * 200
+    params = list(policy.parameters())
+    v = torch.randn(sum(p.numel() for p in params), generator=generator)
+
+    traced = update.traced_distribution_parameters(policy, obs, params)
+    convolutions = [m for m in policy.modules() if isinstance(m, torch.nn.Conv2d)]
+    firsts = {id(layer.params[0]) for layer in traced.forward_layers}
+    assert firsts == {id(conv.weight) for conv in convolutions if conv.in_channels in (2, 3)}
+    assert len(firsts) == len(space.spaces) if isinstance(space, Dict) else len(firsts) == 1
+
+    forward = update.fisher_product(policy, obs, params, 0.1, traced=traced)(v)
+    all_backward = update.TracedForward(traced.z, forward_layers=[])
+    backward = update.fisher_product(policy, obs, params, 0.1, traced=all_backward)(v)
+    double_backprop = update.fisher_product(OpaquePolicy(policy), obs, params, 0.1)(v)
+    torch.testing.assert_close(forward, backward, rtol=1e-5, atol=1e-7)
+    # float32 images: double backprop's extra terms (zero at θk) round differently
+    torch.testing.assert_close(forward, double_backprop, rtol=1e-4, atol=1e-5)
 
 
 def test_vpg_is_a_plain_gradient_step():

@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector
 
 from trpo.config import Config
 from trpo.functional import (
+    ForwardLayer,
     backtracking_line_search,
     conjugate_gradient,
     explained_variance,
@@ -82,10 +85,11 @@ def policy_step(
     params = [p for p in policy.parameters() if p.requires_grad]
     theta_old = parameters_to_vector(params).detach()
     chunked = bool(config.update_chunk) and obs.shape[0] > config.update_chunk
-    z = None  # MLPPolicy's distribution parameters at θk, with the graph to θ
+    traced = None  # MLPPolicy's distribution parameters at θk, with the graph to θ
     if isinstance(policy, MLPPolicy) and not chunked:
         # one forward serves the ratio's fixed side, the gradient and the Fisher product
-        z = policy.distribution_parameters(obs)
+        traced = traced_distribution_parameters(policy, obs, params)
+        z = traced.z
         old_dist = policy.distribution(*(part.detach() for part in z))
     else:
         with torch.no_grad():
@@ -112,9 +116,9 @@ def policy_step(
             for rows in chunks(obs.shape[0], config.update_chunk)
         )
     else:
-        surrogate_at_old = surrogate(policy(obs) if z is None else policy.distribution(*z))
+        surrogate_at_old = surrogate(policy(obs) if traced is None else policy.distribution(*z))
         surrogate_old = surrogate_at_old.detach()
-        g = flat_grad(surrogate_at_old, params, retain_graph=z is not None)
+        g = flat_grad(surrogate_at_old, params, retain_graph=traced is not None)
     if bool(torch.isfinite(g).all()) and not bool(g.any()):
         # CG would return x = 0 and sqrt(2δ / xᵀHx)·x would be 0/0: no step, reported as such
         return StepStats(
@@ -136,13 +140,15 @@ def policy_step(
         step = config.vpg_lr * g
         cg_residual, cg_iterations = math.nan, 0
     else:
-        fisher_obs, fisher_z = obs, z
+        fisher_obs, fisher_traced = obs, traced
         if config.fvp_subsample < 1.0:  # opt-in: F estimated on a random subset of states
             n = obs.shape[0]
             kept = max(1, round(config.fvp_subsample * n))
             fisher_obs = obs[torch.randperm(n, generator=generator)[:kept].to(obs.device)]
-            fisher_z = None
-        fvp = fisher_product(policy, fisher_obs, params, damping, config.update_chunk, fisher_z)
+            fisher_traced = None
+        fvp = fisher_product(
+            policy, fisher_obs, params, damping, config.update_chunk, fisher_traced
+        )
         cg = conjugate_gradient(fvp, g, config.cg_iters, config.cg_residual_tol)
         x, hx = cg.x, fvp(cg.x)
         if config.algo == "kl_penalty":
@@ -198,14 +204,15 @@ def fisher_product(
     params: list[Tensor],
     damping: float,
     chunk: int = 0,
-    z: tuple[Tensor, ...] | None = None,
+    traced: TracedForward | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """v ↦ (F + λI) v on the states ``obs`` at the current parameters θk: through the
-    distribution parameters where the policy exposes them (`MLPPolicy`; ``z``, when given,
-    is `distribution_parameters(obs)` with its graph, computed already), else by double
-    backprop through any policy. Either KL direction has F as its Hessian at θk; both
-    products differentiate KL(old ‖ new). With ``chunk`` (< the states), F is the mean of
-    the chunks' Fisher matrices, each product rebuilding one chunk's graph at a time."""
+    distribution parameters where the policy exposes them (`MLPPolicy`; ``traced``, when
+    given, is `traced_distribution_parameters(policy, obs, params)`, computed already),
+    else by double backprop through any policy. Either KL direction has F as its Hessian at
+    θk; both products differentiate KL(old ‖ new). With ``chunk`` (< the states), F is the
+    mean of the chunks' Fisher matrices, each product rebuilding one chunk's graph at a
+    time."""
     if chunk and obs.shape[0] > chunk:
         parts = [(rows, _share(rows, obs)) for rows in chunks(obs.shape[0], chunk)]
 
@@ -217,16 +224,55 @@ def fisher_product(
 
         return product
     if isinstance(policy, MLPPolicy):
-        z = policy.distribution_parameters(obs) if z is None else z
-        old = policy.distribution(*(part.detach() for part in z))
+        traced = traced or traced_distribution_parameters(policy, obs, params)
+        old = policy.distribution(*(part.detach() for part in traced.z))
 
         def mean_kl_of(z_new):
             return mean_kl(old, policy.distribution(*z_new), "old_new")
 
-        return gauss_newton_fisher_vector_product(z, mean_kl_of, params, damping)
+        return gauss_newton_fisher_vector_product(
+            traced.z, mean_kl_of, params, damping, traced.forward_layers
+        )
     with torch.no_grad():
         old = policy(obs)
     return fisher_vector_product(mean_kl(old, policy(obs), "old_new"), params, damping)
+
+
+@dataclass(frozen=True)
+class TracedForward:
+    z: tuple[Tensor, ...]
+    """`MLPPolicy.distribution_parameters` with its graph to θ."""
+    forward_layers: list[ForwardLayer]
+    """Its convolutions that read the observation, for the Fisher product."""
+
+
+def traced_distribution_parameters(
+    policy: MLPPolicy, obs: Tensor, params: list[Tensor]
+) -> TracedForward:
+    """``policy``'s distribution parameters on ``obs``, and each convolution of ``params``
+    met on the way whose input does not depend on θ (the CNN's first, on the observation)."""
+    trainable = {id(p) for p in params}
+    layers: list[ForwardLayer] = []
+
+    def record(conv: nn.Conv2d, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        conv_params = tuple(conv.parameters())
+        reads_observation = not inputs[0].requires_grad and conv.padding_mode == "zeros"
+        if reads_observation and all(id(p) in trainable for p in conv_params):
+            tangent = partial(_conv_tangent, conv, inputs[0])
+            layers.append(ForwardLayer(conv_params, output, tangent))
+
+    hooks = [m.register_forward_hook(record) for m in policy.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        z = policy.distribution_parameters(obs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return TracedForward(z, layers)
+
+
+def _conv_tangent(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None = None):
+    """``conv``'s output on ``x`` is linear in (weight, bias): its J v is conv with v's parts."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 def chunks(n: int, size: int) -> list[slice]:

@@ -181,6 +181,10 @@ def test_key_value_flags_leave_the_env_id_alone():
     assert split_key_values(["--env-kwargs", "x=1", "--set", "a=1", "Env"]) == [
         "--env-kwargs", "x=1", "--set", "a=1", "Env"
     ]  # fmt: skip
+    # a second flag's every pair is its own too, not a stray positional
+    assert split_key_values(["--env-kwargs", "x=1", "--set", "a=1", "b=2", "Env"]) == [
+        "--env-kwargs", "x=1", "--set", "a=1", "--set", "b=2", "Env"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("env_first", [True, False])

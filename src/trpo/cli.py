@@ -147,9 +147,8 @@ def split_key_values(argv: list[str]) -> list[str]:
             if "=" in following and not following.startswith("-"):
                 out += [word, following]
                 continue
-            out.append(following)  # a positional or another option: done with this flag
-            if following in KEY_VALUE_FLAGS:
-                out.extend(split_key_values(list(words)))
+            # a positional or another option (maybe another KEY=VALUE flag): done with this one
+            out.extend(split_key_values([following, *words]))
             break
     return out
 

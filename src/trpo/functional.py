@@ -155,7 +155,7 @@ def gauss_newton_fisher_vector_product(
     ``forward_layers`` (a subset of the layers of ``params``) enter J v by their forward
     tangent instead: the graph of Jᵀu stops at their outputs. For a convolution this skips
     the transposed convolution PyTorch's double backward computes for the layer's input and
-    J v never uses (a third of a MinAtar CNN's product); the product is the same.
+    J v never uses (about a quarter of a MinAtar CNN's product); the product is the same.
     """
     params = list(params)
     forward = {id(p) for layer in forward_layers for p in layer.params}

@@ -224,7 +224,8 @@ def fisher_product(
 
         return product
     if isinstance(policy, MLPPolicy):
-        traced = traced or traced_distribution_parameters(policy, obs, params)
+        if traced is None:
+            traced = traced_distribution_parameters(policy, obs, params)
         old = policy.distribution(*(part.detach() for part in traced.z))
 
         def mean_kl_of(z_new):

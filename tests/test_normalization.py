@@ -41,6 +41,28 @@ def test_each_step_is_normalised_with_the_statistics_its_mode_promises(mode):
     np.testing.assert_allclose(stats.var, raw.reshape(-1, 2).var(0), rtol=1e-10)
 
 
+def test_per_step_next_observation_is_normalised_as_the_step_after_it():
+    """With per-step statistics, V(s_{t+1}) must see the same input in δ_t as V(s_t) does
+    in δ_{t+1} (sb3's VecNormalize), or GAE's telescoping sum picks up the drift of the
+    statistics; an ended episode's final observation takes the statistics of the same step."""
+    sizes = {"n_envs": 2, "steps_per_iter": 12}
+    raw = TRPO(CountingEnv, normalize_obs=False, **sizes).trainer.collector.collect(13)
+    agent = TRPO(CountingEnv, obs_norm_update="step", **sizes)
+    first, second = agent.trainer.collector.collect(6), agent.trainer.collector.collect(7)
+    obs = np.concatenate([first.obs, second.obs])
+    next_obs = np.concatenate([first.next_obs, second.next_obs])
+    ended = raw.terminated | raw.truncated
+    for t in range(12):
+        for n in range(2):
+            if ended[t, n]:  # the final observation, with the moments of steps 0..t+1
+                seen = raw.obs[: t + 2].reshape(-1, 2).astype(np.float64)
+                expected = normalised(raw.next_obs[t, n], seen)
+                np.testing.assert_allclose(next_obs[t, n], expected, rtol=1e-5, atol=1e-5)
+            else:  # bit for bit, across the batches' boundary too
+                np.testing.assert_array_equal(next_obs[t, n], obs[t + 1, n], f"step {t}")
+    assert ended[:12].any() and not ended[5].any()  # both cases, and a boundary mid-episode
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     steps=st.lists(

@@ -148,7 +148,8 @@ class Config:
     obs_norm_update: StatsUpdate = "iteration"
     """When the observation statistics take in new observations: `step` at every env step,
     before they are normalised (as Stable-Baselines3's VecNormalize), so a batch is
-    normalised with statistics that include it; `iteration` once per batch, after it is
+    normalised with statistics that include it, and a step's next observation is
+    normalised as the step after it is; `iteration` once per batch, after it is
     collected, so a batch is collected with one fixed transform. With `backend=ray` and
     `step`, each worker's statistics follow its own envs within an iteration."""
     clip_obs: float = 10.0

@@ -5,6 +5,7 @@ through `end_batch`; the local and the Ray collector call them the same way."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,13 @@ class ObservationNormalizer:
         if self.per_step and self.enabled:
             self.update(self.moments(raw_obs))
         return self(raw_obs)
+
+    def ahead(self, raw_obs: np.ndarray) -> ObservationNormalizer:
+        """The normaliser as `observe(raw_obs)` would leave it, this one unchanged."""
+        ahead = copy.copy(self)
+        if self.per_step:
+            ahead.update(self.moments(raw_obs))
+        return ahead
 
     def end_batch(self, batch_stats: RunningMeanStd) -> None:
         """The moments of a collected batch's raw observations (`moments`)."""

@@ -200,13 +200,17 @@ class RolloutCollector:
         episode_lengths: list[int] = []
 
         sample = sampler(self.policy)  # the policy stays fixed for the whole rollout
-        # Statistics fixed for the rollout normalise next_obs in one pass at its end.
-        next_obs_later = not self.normalizer.per_step
+        # next_obs[t] is normalised with the statistics obs[t + 1] gets: an episode that
+        # goes on then gives V(s_{t+1}) the same input in δ_t as in δ_{t+1}, as sb3's
+        # VecNormalize does. Fixed statistics do it in one pass at the rollout's end.
+        per_step = self.normalizer.per_step
         for t in range(n_steps):
             if self.normalizer.enabled:
                 raw_obs[t] = self._raw_obs
             obs = self.normalizer.observe(self._raw_obs)
             obs_buf[t] = obs
+            if per_step and t > 0:
+                next_obs[t - 1] = self.normalizer(next_obs[t - 1])
             action_np, log_probs[t] = self._act(obs, sample)
             if actions is None:
                 actions = np.empty((n_steps, *action_np.shape), action_np.dtype)
@@ -231,7 +235,7 @@ class RolloutCollector:
                 if t > 0:  # the episode ends at the last good transition, bootstrapped there
                     truncated[t - 1, bad] = True
             done = term | trunc
-            next_obs[t] = final if next_obs_later else self.normalizer(final)
+            next_obs[t] = final
             terminated[t] = term
             truncated[t] = trunc
 
@@ -249,7 +253,9 @@ class RolloutCollector:
                 self._episode_length[done] = 0
             self._raw_obs = encoded
 
-        if next_obs_later:
+        if per_step:  # with the statistics the next rollout's first `observe` will leave
+            next_obs[-1] = self.normalizer.ahead(self._raw_obs)(next_obs[-1])
+        else:
             next_obs = self.normalizer(next_obs)
         batch = Batch(
             obs=obs_buf,

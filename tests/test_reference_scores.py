@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import statistics
+from pathlib import Path
+
 import pytest
 
-from trpo.reference_scores import ANCHORS, anchors
+from trpo.reference_scores import ANCHORS, GRID_SEEDS, anchors
+
+GRID = Path(__file__).parent.parent / "benchmarks" / "results" / "mujoco-1m-sb3"
+"""The reporting grid's sb3-contrib runs, one CSV of evaluations per env and seed."""
 
 
 def test_anchors_only_for_envs_with_both_scores():
     assert anchors("Hopper-v5") is ANCHORS["Hopper-v5"]
-    assert anchors("Humanoid-v5") is None  # a random score, no reference yet
+    assert anchors("CartPole-v1") is None  # a random score, no reference
     assert anchors("Nope-v0") is None
 
 
@@ -18,4 +25,23 @@ def test_a_reference_beats_random_and_says_where_it_came_from(env_id):
     scores = ANCHORS[env_id]
     assert scores.reference > scores.random
     assert scores.reference_seeds and "sb3-contrib" in scores.reference_source
-    assert scores.provisional  # until remeasured with the fixed harness
+    assert scores.provisional == (len(scores.reference_seeds) < GRID_SEEDS)
+
+
+@pytest.mark.parametrize("env_id", [env for env, a in ANCHORS.items() if a.reference is not None])
+def test_a_reference_is_what_the_committed_sb3_grid_scored(env_id):
+    """Each reference and its per-seed scores are the committed grid's runs, so a seed that
+    lands and is not copied in (or a typo) fails here."""
+    scores = ANCHORS[env_id]
+    per_seed = [grid_score(GRID / f"{env_id}-s{seed}.csv") for seed in scores.reference_seeds]
+    assert scores.reference_source.endswith(", ".join(f"{s:.1f}" for s in per_seed))
+    assert scores.reference == pytest.approx(statistics.fmean(per_seed), abs=0.05)
+    finished = sorted(int(p.stem.rpartition("-s")[2]) for p in GRID.glob(f"{env_id}-s[0-9].csv"))
+    assert list(scores.reference_seeds) == finished
+
+
+def grid_score(path: Path) -> float:
+    """A reference run's score: the mean of its last 5 evaluations (`trpo benchmark`'s)."""
+    with path.open() as f:
+        returns = [float(row["eval_return"]) for row in csv.DictReader(f)]
+    return statistics.fmean(returns[-5:])

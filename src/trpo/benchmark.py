@@ -33,7 +33,7 @@ from trpo.grid import Cell
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.metrics import SCORE_WINDOW, run_score
 from trpo.plot import figure, plot_band
-from trpo.reference_scores import anchors
+from trpo.reference_scores import GRID_SEEDS, anchors
 from trpo.rundir import env_dir_name
 
 CONFIDENCE = 0.95
@@ -203,8 +203,9 @@ def aggregate_markdown(aggregate: Aggregate, profile: str | None = PROFILE_FILE)
         f"Mean per env: {per_env}.",
     ]
     if aggregate.provisional:
+        provisional = ", ".join(aggregate.provisional)
         lines.append(
-            f"Provisional reference scores (to be remeasured): {', '.join(aggregate.provisional)}."
+            f"Provisional reference scores (fewer than {GRID_SEEDS} seeds): {provisional}."
         )
     if aggregate.left_out:
         lines.append(f"Left out (no reference score): {', '.join(aggregate.left_out)}.")

@@ -1,12 +1,12 @@
 """The two scores each env's results are normalised by (`trpo.aggregate.normalize_scores`):
 0 = a uniformly random policy, 1 = sb3-contrib's TRPO with rl-zoo's settings on the same
-env version, scored the way `trpo benchmark` scores a run (docs/results.md, third and
-fourth passes). An env without a reference is left out of the cross-env aggregate.
+env version, scored the way `trpo benchmark` scores a run. An env without a reference is
+left out of the cross-env aggregate.
 
-The references are provisional: the harness that measured them (benchmarks/sb3_reference.py
-as of 2026-11-26) evaluates one update early, and sb3-contrib's trust region differs from
-trpo's. Remeasure them with the fixed harness and replace the figures below (with their
-per-seed scores), then set ``provisional=False``.
+The references come from the reporting grid's sb3-contrib runs (`benchmarks/mujoco_report.sh
+sb3`: benchmarks/sb3_reference.py, which evaluates after each update as trpo does, from the
+same reset seeds), seeds 0-4 at 1M steps. They stay provisional until an env has all five
+seeds: update the figures below (with their per-seed scores) as the grid's seeds land.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ RANDOM_SOURCE = (
     "benchmarks/random_scores.py: uniform random actions, 100 episodes from reset seeds "
     "1_000_000 + i, mean raw return; gymnasium 1.4.0, mujoco 4.0.0, Box2D 2.3.10 (2026-11-29)"
 )
-SB3_SOURCE = (
-    "sb3-contrib 2.9.2 TRPO, rl-zoo settings, benchmarks/sb3_reference.py, 1M steps, "
-    "mean of the seeds' scores (docs/results.md)"
+GRID_SOURCE = (
+    "sb3-contrib 2.9.2 TRPO, rl-zoo settings, the reporting grid (benchmarks/results/"
+    "mujoco-1m-sb3, gymnasium 1.4.0, mujoco 4.0.1), 1M steps, mean of the seeds' scores"
 )
+GRID_SEEDS = 5
+"""Seeds per env of the reporting grid: a reference with fewer is provisional."""
 
 
 @dataclass(frozen=True)
@@ -31,26 +33,27 @@ class ScoreAnchors:
     """sb3-contrib's score on the same env version, or None where none was measured."""
     reference_seeds: tuple[int, ...] = ()
     reference_source: str = ""
-    provisional: bool = True
-    """The reference awaits remeasuring with the fixed harness (see the module docstring)."""
+
+    @property
+    def provisional(self) -> bool:
+        """The reference has fewer than the grid's seeds so far (module docstring)."""
+        return self.reference is not None and len(self.reference_seeds) < GRID_SEEDS
 
 
 ANCHORS: dict[str, ScoreAnchors] = {
-    "Hopper-v5": ScoreAnchors(
-        16.95, 2841.0, (0, 1, 2, 3, 4), f"{SB3_SOURCE}, fourth pass: 1338, 3552, 3633, 2156, 3526"
-    ),
-    "Walker2d-v5": ScoreAnchors(
-        1.90, 4608.0, (0, 1, 2, 3, 4), f"{SB3_SOURCE}, fourth pass: 4729, 4450, 4462, 4384, 5012"
-    ),
+    "Hopper-v5": ScoreAnchors(16.95, 2602.6, (0, 1, 2), f"{GRID_SOURCE}: 2829.6, 1365.1, 3613.1"),
+    "Walker2d-v5": ScoreAnchors(1.90, 4361.5, (0, 1, 2), f"{GRID_SOURCE}: 4345.4, 4797.6, 3941.4"),
     "HalfCheetah-v5": ScoreAnchors(
-        -300.27, 3430.0, (0, 1, 2, 3, 4), f"{SB3_SOURCE}, fourth pass: 2959, 5284, 3431, 3934, 1540"
+        -300.27, 2409.7, (0, 1, 2), f"{GRID_SOURCE}: 2006.7, 1745.5, 3476.8"
     ),
-    "Ant-v5": ScoreAnchors(-56.41, 273.0, (0,), f"{SB3_SOURCE}, third pass: seed 0 only"),
-    "Swimmer-v5": ScoreAnchors(-1.78, 252.0, (0, 1), f"{SB3_SOURCE}, third pass: 144, 360"),
-    "Humanoid-v5": ScoreAnchors(114.26),
-    "Reacher-v5": ScoreAnchors(-43.08),
-    "InvertedPendulum-v5": ScoreAnchors(5.04),
-    "InvertedDoublePendulum-v5": ScoreAnchors(50.08),
+    "Ant-v5": ScoreAnchors(-56.41, 963.4, (0, 1), f"{GRID_SOURCE}: 902.9, 1023.9"),
+    "Swimmer-v5": ScoreAnchors(-1.78, 361.4, (0, 1), f"{GRID_SOURCE}: 360.4, 362.3"),
+    "Humanoid-v5": ScoreAnchors(114.26, 768.9, (0, 1), f"{GRID_SOURCE}: 837.8, 700.0"),
+    "Reacher-v5": ScoreAnchors(-43.08, -3.6, (0, 1), f"{GRID_SOURCE}: -3.4, -3.8"),
+    "InvertedPendulum-v5": ScoreAnchors(5.04, 751.4, (0, 1), f"{GRID_SOURCE}: 1000.0, 502.8"),
+    "InvertedDoublePendulum-v5": ScoreAnchors(
+        50.08, 5499.3, (0, 1), f"{GRID_SOURCE}: 8458.2, 2540.4"
+    ),
     "CartPole-v1": ScoreAnchors(22.99),
     "Pendulum-v1": ScoreAnchors(-1238.71),
     "Acrobot-v1": ScoreAnchors(-498.74),

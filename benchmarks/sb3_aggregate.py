@@ -6,6 +6,7 @@ computed by the same code as `trpo benchmark`'s, optionally beside a trpo benchm
         --profile runs/profile.png
     python benchmarks/sb3_aggregate.py benchmarks/results/mujoco-1m-sb3 \
         --trpo-runs benchmarks/results/mujoco-1m-trpo      # each seed side by side
+    python benchmarks/sb3_aggregate.py benchmarks/results/mujoco-1m-sb3 --anchors
 
 Reads every finished `<env>-s<seed>.csv` that benchmarks/sb3_reference.py wrote in the
 directory (not its `.partial.csv` files), scores each run as `trpo benchmark` does (mean of
@@ -46,12 +47,28 @@ def finished_reference_runs(directory: Path) -> list[tuple[str, int, Path]]:
     return runs
 
 
-def read_reference_scores(directory: Path) -> dict[str, list[float]]:
-    """Env id -> the scores of its finished runs in ``directory``, in seed order."""
+def scores_by_seed(directory: Path) -> dict[str, dict[int, float]]:
+    """Env id -> seed -> the score of each finished run in ``directory``, sorted."""
     runs: dict[str, dict[int, float]] = {}
     for env_id, seed, path in finished_reference_runs(directory):
         runs.setdefault(env_id, {})[seed] = run_score(read_metrics(path))
-    return {env: [by_seed[s] for s in sorted(by_seed)] for env, by_seed in sorted(runs.items())}
+    return {env: dict(sorted(by_seed.items())) for env, by_seed in sorted(runs.items())}
+
+
+def read_reference_scores(directory: Path) -> dict[str, list[float]]:
+    """Env id -> the scores of its finished runs in ``directory``, in seed order."""
+    return {env: list(by_seed.values()) for env, by_seed in scores_by_seed(directory).items()}
+
+
+def anchor_entries(directory: Path) -> str:
+    """The reference part of each env's `trpo.reference_scores.ANCHORS` entry for the runs
+    finished in ``directory``: what to write there as the grid's seeds land."""
+    lines = []
+    for env_id, by_seed in scores_by_seed(directory).items():
+        per_seed = ", ".join(f"{score:.1f}" for score in by_seed.values())
+        mean = float(np.mean(list(by_seed.values())))
+        lines.append(f'"{env_id}": reference {mean:.1f}, seeds {tuple(by_seed)}, "...: {per_seed}"')
+    return "\n".join(lines)
 
 
 def first_reaching(rows: list[dict[str, float]], threshold: float) -> int | None:
@@ -101,7 +118,14 @@ def main() -> None:
     parser.add_argument(
         "--trpo-runs", type=Path, help="a trpo benchmark's directory: each seed side by side"
     )
+    parser.add_argument(
+        "--anchors", action="store_true", help="print the reference scores to write into "
+        "trpo.reference_scores.ANCHORS for these runs, and stop"
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.anchors:
+        print(anchor_entries(args.directory))
+        return
     if args.trpo_runs is not None:
         print(f"{side_by_side(args.directory, args.trpo_runs)}\n")
 

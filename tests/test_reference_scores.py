@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import statistics
 from pathlib import Path
 
 import pytest
 
+from trpo.logger import read_metrics
+from trpo.metrics import run_score
 from trpo.reference_scores import ANCHORS, GRID_SEEDS, anchors
 
 GRID = Path(__file__).parent.parent / "benchmarks" / "results" / "mujoco-1m-sb3"
@@ -31,7 +32,8 @@ def test_a_reference_beats_random_and_says_where_it_came_from(env_id):
 @pytest.mark.parametrize("env_id", [env for env, a in ANCHORS.items() if a.reference is not None])
 def test_a_reference_is_what_the_committed_sb3_grid_scored(env_id):
     """Each reference and its per-seed scores are the committed grid's runs, so a seed that
-    lands and is not copied in (or a typo) fails here."""
+    lands and is not copied in (or a typo) fails here; `python benchmarks/sb3_aggregate.py
+    benchmarks/results/mujoco-1m-sb3 --anchors` prints what to write."""
     scores = ANCHORS[env_id]
     per_seed = [grid_score(GRID / f"{env_id}-s{seed}.csv") for seed in scores.reference_seeds]
     assert scores.reference_source.endswith(", ".join(f"{s:.1f}" for s in per_seed))
@@ -41,7 +43,5 @@ def test_a_reference_is_what_the_committed_sb3_grid_scored(env_id):
 
 
 def grid_score(path: Path) -> float:
-    """A reference run's score: the mean of its last 5 evaluations (`trpo benchmark`'s)."""
-    with path.open() as f:
-        returns = [float(row["eval_return"]) for row in csv.DictReader(f)]
-    return statistics.fmean(returns[-5:])
+    """A reference run's score, as `trpo benchmark` scores a run."""
+    return run_score(read_metrics(path))

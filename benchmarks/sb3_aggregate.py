@@ -14,6 +14,10 @@ its last 5 evaluations) and normalises by `trpo.reference_scores`. Since the ref
 scores are sb3-contrib's own, its mean normalised score is ~1 by construction on the envs
 (and seeds) they came from; the point is that both libraries go through one computation.
 
+With --trpo (a `trpo benchmark`'s results.json) it also prints each env's mean score for
+both libraries with its 95 % bootstrap interval over seeds, and whether the intervals are
+apart (issue 20's binding per-env test).
+
 With --trpo-runs (a `trpo benchmark` directory) it also prints every env and seed that both
 libraries have finished side by side: the two scores, and the step of each run's first
 evaluation at or above `LEARNING_SPEED`'s threshold (issue 20's learning-speed target).
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trpo.aggregate import stratified_bootstrap_ci
 from trpo.benchmark import BOOTSTRAP_SEED, aggregate_markdown, aggregate_scores, plot_profile
 from trpo.logger import METRICS_FILE, read_metrics
 from trpo.metrics import run_score
@@ -103,6 +108,34 @@ def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
     return "\n".join(lines)
 
 
+def per_env_intervals(
+    trpo: dict[str, list[float]], sb3: dict[str, list[float]], rng: np.random.Generator
+) -> str:
+    """A Markdown table of each env both libraries ran: each one's mean score with its 95 %
+    bootstrap interval over seeds, and whether the intervals are apart (issue 20's binding
+    test: no env where sb3-contrib is better with non-overlapping intervals)."""
+    lines = [
+        "| env | seeds trpo / sb3 | trpo mean (95 % CI) | sb3-contrib mean (95 % CI) | intervals |",
+        "|---|---|---|---|---|",
+    ]
+    for env_id in (env for env in sb3 if env in trpo):
+        cells = []
+        for scores in (trpo[env_id], sb3[env_id]):
+            column = np.asarray(scores, dtype=float)[:, None]
+            low, high = stratified_bootstrap_ci(column, np.mean, 10_000, 0.95, rng)
+            cells.append((float(np.mean(scores)), low, high))
+        (_, t_low, t_high), (_, s_low, s_high) = cells
+        verdict = "overlap"
+        if t_low > s_high:
+            verdict = "trpo better, apart"
+        elif s_low > t_high:
+            verdict = "**sb3-contrib better, apart**"
+        shown = [f"{mean:.1f} ({low:.1f} to {high:.1f})" for mean, low, high in cells]
+        seeds = f"{len(trpo[env_id])} / {len(sb3[env_id])}"
+        lines.append(f"| {env_id} | {seeds} | {shown[0]} | {shown[1]} | {verdict} |")
+    return "\n".join(lines)
+
+
 def read_benchmark_scores(results_json: Path) -> dict[str, list[float]]:
     """Env id -> per-seed scores from a `trpo benchmark` results.json."""
     results = json.loads(results_json.read_text())
@@ -141,6 +174,9 @@ def main() -> None:
             continue
         aggregates[label] = aggregate
         print(f"## {label}\n\n{aggregate_markdown(aggregate, profile=None)}\n")
+    if "trpo" in scores:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        print(f"{per_env_intervals(scores['trpo'], scores['sb3-contrib'], rng)}\n")
     if args.profile is not None and aggregates:
         print(f"performance profile: {plot_profile(aggregates, args.profile)}")
 

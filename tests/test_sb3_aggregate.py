@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import sb3_aggregate  # noqa: E402
 
@@ -34,3 +36,16 @@ def test_side_by_side_lists_the_seeds_both_libraries_finished(tmp_path):
     table = sb3_aggregate.side_by_side(sb3, trpo).splitlines()
     assert len(table) == 3  # the header, its rule and seed 0
     assert table[2] == "| Hopper-v5 | 0 | 100.0 | 2800.0 | ≥ 2500: 1,000 / 2,000 |"
+
+
+def test_per_env_intervals_says_which_library_is_better_only_when_apart():
+    trpo = {"A-v0": [10.0, 11.0, 12.0], "B-v0": [1.0, 5.0, 9.0], "C-v0": [1.0, 2.0], "D-v0": [0.0]}
+    sb3 = {"A-v0": [1.0, 2.0, 3.0], "B-v0": [4.0, 5.0, 6.0], "C-v0": [7.0, 8.0, 9.0]}
+    table = sb3_aggregate.per_env_intervals(trpo, sb3, np.random.default_rng(0))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert list(rows) == ["A-v0", "B-v0", "C-v0"]  # D-v0: trpo only
+    assert rows["A-v0"].endswith("| trpo better, apart |")
+    assert "| 11.0 (10.0 to 12.0) | 2.0 (1.0 to 3.0) |" in rows["A-v0"]
+    assert rows["B-v0"].endswith("| overlap |")
+    assert rows["C-v0"].endswith("| **sb3-contrib better, apart** |")
+    assert "| 2 / 3 |" in rows["C-v0"]

@@ -50,7 +50,9 @@ ANCHORS: dict[str, ScoreAnchors] = {
     "Swimmer-v5": ScoreAnchors(-1.78, 292.1, (0, 1, 2), f"{GRID_SOURCE}: 360.4, 362.3, 153.7"),
     "Humanoid-v5": ScoreAnchors(114.26, 759.0, (0, 1, 2), f"{GRID_SOURCE}: 837.8, 700.0, 739.1"),
     "Reacher-v5": ScoreAnchors(-43.08, -3.6, (0, 1, 2), f"{GRID_SOURCE}: -3.4, -3.8, -3.5"),
-    "InvertedPendulum-v5": ScoreAnchors(5.04, 751.4, (0, 1), f"{GRID_SOURCE}: 1000.0, 502.8"),
+    "InvertedPendulum-v5": ScoreAnchors(
+        5.04, 509.9, (0, 1, 2), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0"
+    ),
     "InvertedDoublePendulum-v5": ScoreAnchors(
         50.08, 5499.3, (0, 1), f"{GRID_SOURCE}: 8458.2, 2540.4"
     ),

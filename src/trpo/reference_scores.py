@@ -54,7 +54,7 @@ ANCHORS: dict[str, ScoreAnchors] = {
         5.04, 509.9, (0, 1, 2), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0"
     ),
     "InvertedDoublePendulum-v5": ScoreAnchors(
-        50.08, 5499.3, (0, 1), f"{GRID_SOURCE}: 8458.2, 2540.4"
+        50.08, 5002.8, (0, 1, 2), f"{GRID_SOURCE}: 8458.2, 2540.4, 4010.0"
     ),
     "CartPole-v1": ScoreAnchors(22.99),
     "Pendulum-v1": ScoreAnchors(-1238.71),

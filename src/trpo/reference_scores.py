@@ -44,7 +44,9 @@ ANCHORS: dict[str, ScoreAnchors] = {
     "Hopper-v5": ScoreAnchors(
         16.95, 2336.6, (0, 1, 2, 3), f"{GRID_SOURCE}: 2829.6, 1365.1, 3613.1, 1538.6"
     ),
-    "Walker2d-v5": ScoreAnchors(1.90, 4361.5, (0, 1, 2), f"{GRID_SOURCE}: 4345.4, 4797.6, 3941.4"),
+    "Walker2d-v5": ScoreAnchors(
+        1.90, 4650.8, (0, 1, 2, 3), f"{GRID_SOURCE}: 4345.4, 4797.6, 3941.4, 5518.9"
+    ),
     "HalfCheetah-v5": ScoreAnchors(
         -300.27, 2409.7, (0, 1, 2), f"{GRID_SOURCE}: 2006.7, 1745.5, 3476.8"
     ),

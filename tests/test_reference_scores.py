@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
 
-from trpo.logger import read_metrics
-from trpo.metrics import run_score
 from trpo.reference_scores import ANCHORS, GRID_SEEDS, anchors
 
-GRID = Path(__file__).parent.parent / "benchmarks" / "results" / "mujoco-1m-sb3"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import sb3_aggregate  # noqa: E402
+
+GRID = BENCHMARKS / "results" / "mujoco-1m-sb3"
 """The reporting grid's sb3-contrib runs, one CSV of evaluations per env and seed."""
 
 
@@ -35,13 +38,8 @@ def test_a_reference_is_what_the_committed_sb3_grid_scored(env_id):
     lands and is not copied in (or a typo) fails here; `python benchmarks/sb3_aggregate.py
     benchmarks/results/mujoco-1m-sb3 --anchors` prints what to write."""
     scores = ANCHORS[env_id]
-    per_seed = [grid_score(GRID / f"{env_id}-s{seed}.csv") for seed in scores.reference_seeds]
+    finished = sb3_aggregate.scores_by_seed(GRID)[env_id]  # seed -> score, finished runs only
+    per_seed = list(finished.values())
     assert scores.reference_source.endswith(", ".join(f"{s:.1f}" for s in per_seed))
     assert scores.reference == pytest.approx(statistics.fmean(per_seed), abs=0.05)
-    finished = sorted(int(p.stem.rpartition("-s")[2]) for p in GRID.glob(f"{env_id}-s[0-9].csv"))
-    assert list(scores.reference_seeds) == finished
-
-
-def grid_score(path: Path) -> float:
-    """A reference run's score, as `trpo benchmark` scores a run."""
-    return run_score(read_metrics(path))
+    assert list(scores.reference_seeds) == list(finished)

@@ -79,13 +79,20 @@ TRPO_NAMES = {
 """sb3's actor layers -> trpo's `MLPPolicy.net` layers (log_std keeps its name)."""
 
 
+def renamed_layers(
+    sb3_state: dict[str, torch.Tensor], names: dict[str, str]
+) -> dict[str, torch.Tensor]:
+    """Copies of sb3's weights and biases of the layers ``names`` maps, under trpo's names."""
+    return {
+        f"{name}.{part}": sb3_state[f"{sb3_name}.{part}"].clone()
+        for sb3_name, name in names.items()
+        for part in ("weight", "bias")
+    }
+
+
 def actor_state(sb3_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """sb3's actor parameters as an `MLPPolicy` state dict."""
-    state = {"log_std": sb3_state["log_std"].clone()}
-    for sb3_name, name in TRPO_NAMES.items():
-        for part in ("weight", "bias"):
-            state[f"{name}.{part}"] = sb3_state[f"{sb3_name}.{part}"].clone()
-    return state
+    return {"log_std": sb3_state["log_std"].clone(), **renamed_layers(sb3_state, TRPO_NAMES)}
 
 
 def flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -204,11 +211,8 @@ class RecordIterations(BaseCallback):
 
 
 def critic_state(sb3_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {
-        f"{name}.{part}": sb3_state[f"{sb3_name}.{part}"].clone()
-        for sb3_name, name in CRITIC_NAMES.items()
-        for part in ("weight", "bias")
-    }
+    """sb3's critic parameters as an `MLPValue` state dict."""
+    return renamed_layers(sb3_state, CRITIC_NAMES)
 
 
 def test_whole_iteration_with_per_step_statistics_equals_sb3_contribs():

@@ -237,3 +237,40 @@ def resolve_args_for(env_id: str) -> Config:
     from trpo.presets import preset_for
 
     return Config.from_dict({**Config(env_id=env_id).to_dict(), **preset_for(env_id)})
+
+
+def test_a_command_for_one_run_reports_the_whole_directory(tmp_path, capsys):
+    """A grid filled one env and seed at a time keeps a report of all its finished runs;
+    runs of the command's env with other settings, and unloadable ones, are named and left
+    out."""
+    out = tmp_path / "grid"
+    fake_cells(
+        out,
+        {"Swimmer-v5": [310.0, 300.0, 999.0], "Hopper-v5": [3000.0, 3500.0], "Ant-v5": [2000.0]},
+    )
+    for env_id, seed in (("Swimmer-v5", 0), ("Swimmer-v5", 1), ("Hopper-v5", 0), ("Hopper-v5", 1)):
+        config = resolve_args_for(env_id).replace(seed=seed, total_steps=5000)
+        (out / f"{env_id}-s{seed}" / "config.json").write_text(json.dumps(config.to_dict()))
+    (out / "Swimmer-v5-s1" / "final.safetensors").touch()  # the command's own run, finished
+    other = resolve_args_for("Swimmer-v5").replace(seed=2, total_steps=5000, max_kl=0.5)
+    (out / "Swimmer-v5-s2" / "config.json").write_text(json.dumps(other.to_dict()))
+    (out / "Ant-v5-s0" / "config.json").write_text("{not json")
+    unfinished = resolve_args_for("Hopper-v5").replace(seed=7, total_steps=9000)
+    (out / "Hopper-v5-s7").mkdir()
+    (out / "Hopper-v5-s7" / "config.json").write_text(json.dumps(unfinished.to_dict()))
+
+    argv = ["benchmark", "Swimmer-v5", "--seed", "1", "--seeds", "1", "--steps", "5000"]
+    assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "1 of 1 runs already finished: skipped" in printed
+    assert "finished earlier" in printed and "Hopper-v5-s0, Hopper-v5-s1, Swimmer-v5-s0" in printed
+    assert "left out of the report (their env ran with other settings" in printed
+    assert "Swimmer-v5-s2" in printed and "config.json does not load): Ant-v5-s0" in printed
+    written = json.loads((out / "results.json").read_text())
+    assert {r["env_id"]: (r["seeds"], r["scores"]) for r in written["envs"]} == {
+        "Swimmer-v5": ([0, 1], [310.0, 300.0]),
+        "Hopper-v5": ([0, 1], [3000.0, 3500.0]),
+    }
+    markdown = (out / "results.md").read_text()
+    assert "Command: `trpo benchmark Swimmer-v5 --seed 1" in markdown
+    assert "in its config.json): Hopper-v5-s0, Hopper-v5-s1, Swimmer-v5-s0." in markdown

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +54,52 @@ def benchmark_cells(configs: list[Config], seeds: list[int], out: Path) -> list[
         for config in configs
         for seed in seeds
     ]
+
+
+@dataclass(frozen=True)
+class EarlierRuns:
+    """The finished runs already in a benchmark's directory that its command did not name."""
+
+    reported: list[Cell]
+    """Those the report covers: each agrees with the settings (seed aside) of every other
+    run of its env in the report."""
+    other_settings: list[str]
+    """Run directory names left out: their env ran with other settings in the report."""
+    unreadable: list[str]
+    """Run directory names left out: their config.json does not load."""
+
+
+def earlier_runs(out: Path, cells: list[Cell]) -> EarlierRuns:
+    """The finished runs in ``out`` besides ``cells``, so that a command run for one env or
+    seed into a grid's directory reports the whole grid, not only its own runs."""
+    named = {cell.run_dir.resolve() for cell in cells}
+    settings = {cell.config.env_id: cell.config.replace(seed=0) for cell in cells}
+    reported, other_settings, unreadable = [], [], []
+    for path in sorted(out.glob("*/config.json")):
+        if path.parent.resolve() in named:
+            continue
+        try:
+            cell = Cell(Config.from_dict(json.loads(path.read_text())), path.parent)
+        except (ValueError, TypeError):  # JSONDecodeError and ConfigError are ValueErrors
+            unreadable.append(path.parent.name)
+            continue
+        if not cell.logged_to_the_end:
+            continue
+        if settings.setdefault(cell.config.env_id, cell.config.replace(seed=0)) != (
+            cell.config.replace(seed=0)
+        ):
+            other_settings.append(path.parent.name)
+            continue
+        reported.append(cell)
+    return EarlierRuns(reported, other_settings, unreadable)
+
+
+def by_env_and_seed(cells: list[Cell]) -> list[Cell]:
+    """``cells`` with each env's runs together in seed order, envs in order of appearance."""
+    first = {}
+    for index, cell in enumerate(cells):
+        first.setdefault(cell.config.env_id, index)
+    return sorted(cells, key=lambda cell: (first[cell.config.env_id], cell.config.seed))
 
 
 @dataclass(frozen=True)
@@ -214,10 +261,14 @@ def aggregate_markdown(aggregate: Aggregate, profile: str | None = PROFILE_FILE)
     return "\n".join(lines)
 
 
-def write_results(out: Path, cells: list[Cell], command: str) -> list[EnvResult]:
+def write_results(
+    out: Path, cells: list[Cell], command: str, earlier: Sequence[Cell] = ()
+) -> list[EnvResult]:
     """Write results.md, results.json, ENV.png (mean ± std evaluation curves) and, when
     at least two envs have reference scores, the normalised aggregate and PROFILE_FILE to
-    ``out``. results.json: {"envs": [EnvResult...], "aggregate": Aggregate or null}."""
+    ``out``. results.json: {"envs": [EnvResult...], "aggregate": Aggregate or null}.
+    ``earlier``: those of ``cells`` that ``command`` did not run (`earlier_runs`), named
+    beside it."""
     by_env: dict[str, list[Cell]] = {}
     for cell in cells:
         by_env.setdefault(cell.config.env_id, []).append(cell)
@@ -240,8 +291,19 @@ def write_results(out: Path, cells: list[Cell], command: str) -> list[EnvResult]
         f"{results_table(results)}\n\nScore: mean of each run's last {SCORE_WINDOW} deterministic "
         "evaluations (raw returns); ± is the std over seeds. Max of mean: the best "
         f"across-seed mean evaluation during training.{across}\n\nCommand: `{command}`\n"
+        + _earlier_line(earlier)
     )
     return results
+
+
+def _earlier_line(earlier: Sequence[Cell]) -> str:
+    if not earlier:
+        return ""
+    names = ", ".join(cell.run_dir.name for cell in earlier)
+    return (
+        "\nAlso reported, finished earlier in this directory by other commands (each run's "
+        f"settings are in its config.json): {names}.\n"
+    )
 
 
 def plot_env(env_id: str, runs: list[list[dict[str, float]]], out: Path) -> None:

@@ -217,7 +217,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- benchmark -------------------------------------------------------------------------
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from trpo.benchmark import benchmark_cells, results_table, write_results
+    from trpo.benchmark import (
+        benchmark_cells,
+        by_env_and_seed,
+        earlier_runs,
+        results_table,
+        write_results,
+    )
     from trpo.envs import check_env_id
 
     env_ids = [e.strip() for e in args.envs.split(",") if e.strip()]
@@ -235,7 +241,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         cells = _finished_by_metrics(cells, out)
     elif not _run_cells(cells, args):
         return 130
-    print(results_table(write_results(out, cells, _command(args))))
+    earlier = earlier_runs(out, cells)
+    if earlier.reported:
+        names = ", ".join(cell.run_dir.name for cell in earlier.reported)
+        print(f"also reported, finished earlier in {out}: {names}")
+    for names, why in (
+        (earlier.other_settings, "their env ran with other settings in this report"),
+        (earlier.unreadable, "their config.json does not load"),
+    ):
+        if names:
+            print(f"left out of the report ({why}): {', '.join(names)}")
+    cells = by_env_and_seed(cells + earlier.reported)
+    print(results_table(write_results(out, cells, _command(args), earlier.reported)))
     print(f"wrote {out / 'results.md'} and one PNG per env")
     return 0
 
@@ -255,13 +272,9 @@ def _evaluated_every(config: Config, steps: int | None) -> Config:
 def _finished_by_metrics(cells: list, out: Path) -> list:
     """`--report-only`: the cells whose metrics.csv reaches their steps, each checked to
     have run with the cell's settings; the others are named and left out."""
-    from trpo.logger import METRICS_FILE, read_metrics
-
     finished, missing = [], []
     for cell in cells:
-        metrics = cell.run_dir / METRICS_FILE
-        rows = read_metrics(metrics) if metrics.exists() else []
-        if not rows or rows[-1]["steps"] < cell.config.total_steps:
+        if not cell.logged_to_the_end:
             missing.append(cell.run_dir.name)
             continue
         differ = cell.settings_differ()

@@ -35,6 +35,16 @@ class Cell:
     def finished(self) -> bool:
         return (self.run_dir / FINAL_CHECKPOINT).exists()
 
+    @property
+    def logged_to_the_end(self) -> bool:
+        """Its metrics reach the config's total steps: a finished run, also where only its
+        text files were kept (a results directory committed without checkpoints)."""
+        from trpo.logger import METRICS_FILE, read_metrics
+
+        metrics = self.run_dir / METRICS_FILE
+        rows = read_metrics(metrics) if metrics.exists() else []
+        return bool(rows) and rows[-1]["steps"] >= self.config.total_steps
+
     def saved_config(self) -> Config | None:
         path = self.run_dir / "config.json"
         return Config.from_dict(json.loads(path.read_text())) if path.exists() else None

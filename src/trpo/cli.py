@@ -293,7 +293,8 @@ def _parser() -> argparse.ArgumentParser:
         "benchmark",
         help="train envs x seeds with their presets and tabulate the scores",
         description="Runs envs x seeds in parallel processes (rerun to complete an "
-        "interrupted grid), then writes results.md, results.json and one ENV.png per env.",
+        "interrupted grid), then writes results.md, results.json and one ENV.png per env "
+        "over every finished run in the output directory.",
     )
     bench.add_argument("envs", help="comma-separated Gymnasium ids, e.g. Hopper-v5,Swimmer-v5")
     _add_grid_arguments(bench, "output directory (default runs/benchmark)")

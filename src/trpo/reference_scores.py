@@ -48,7 +48,7 @@ ANCHORS: dict[str, ScoreAnchors] = {
         1.90, 4650.8, (0, 1, 2, 3), f"{GRID_SOURCE}: 4345.4, 4797.6, 3941.4, 5518.9"
     ),
     "HalfCheetah-v5": ScoreAnchors(
-        -300.27, 2409.7, (0, 1, 2), f"{GRID_SOURCE}: 2006.7, 1745.5, 3476.8"
+        -300.27, 2192.9, (0, 1, 2, 3), f"{GRID_SOURCE}: 2006.7, 1745.5, 3476.8, 1542.8"
     ),
     "Ant-v5": ScoreAnchors(-56.41, 806.3, (0, 1, 2), f"{GRID_SOURCE}: 902.9, 1023.9, 491.9"),
     "Swimmer-v5": ScoreAnchors(-1.78, 292.1, (0, 1, 2), f"{GRID_SOURCE}: 360.4, 362.3, 153.7"),

@@ -53,11 +53,13 @@ ANCHORS: dict[str, ScoreAnchors] = {
     "Ant-v5": ScoreAnchors(
         -56.41, 848.2, (0, 1, 2, 3), f"{GRID_SOURCE}: 902.9, 1023.9, 491.9, 974.0"
     ),
-    "Swimmer-v5": ScoreAnchors(-1.78, 292.1, (0, 1, 2), f"{GRID_SOURCE}: 360.4, 362.3, 153.7"),
+    "Swimmer-v5": ScoreAnchors(
+        -1.78, 308.6, (0, 1, 2, 3), f"{GRID_SOURCE}: 360.4, 362.3, 153.7, 357.9"
+    ),
     "Humanoid-v5": ScoreAnchors(114.26, 759.0, (0, 1, 2), f"{GRID_SOURCE}: 837.8, 700.0, 739.1"),
     "Reacher-v5": ScoreAnchors(-43.08, -3.6, (0, 1, 2), f"{GRID_SOURCE}: -3.4, -3.8, -3.5"),
     "InvertedPendulum-v5": ScoreAnchors(
-        5.04, 509.9, (0, 1, 2), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0"
+        5.04, 632.5, (0, 1, 2, 4), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0, 1000.0"
     ),
     "InvertedDoublePendulum-v5": ScoreAnchors(
         50.08, 6091.3, (0, 1, 2, 4), f"{GRID_SOURCE}: 8458.2, 2540.4, 4010.0, 9356.6"

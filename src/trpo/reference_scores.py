@@ -60,7 +60,7 @@ ANCHORS: dict[str, ScoreAnchors] = {
         114.26, 762.7, (0, 1, 2, 3), f"{GRID_SOURCE}: 837.8, 700.0, 739.1, 773.7"
     ),
     "Reacher-v5": ScoreAnchors(
-        -43.08, -3.7, (0, 1, 2, 4), f"{GRID_SOURCE}: -3.4, -3.8, -3.5, -3.9"
+        -43.08, -3.7, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: -3.4, -3.8, -3.5, -3.8, -3.9"
     ),
     "InvertedPendulum-v5": ScoreAnchors(
         5.04, 632.5, (0, 1, 2, 4), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0, 1000.0"

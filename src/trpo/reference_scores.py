@@ -54,19 +54,19 @@ ANCHORS: dict[str, ScoreAnchors] = {
         -56.41, 848.2, (0, 1, 2, 3), f"{GRID_SOURCE}: 902.9, 1023.9, 491.9, 974.0"
     ),
     "Swimmer-v5": ScoreAnchors(
-        -1.78, 308.6, (0, 1, 2, 3), f"{GRID_SOURCE}: 360.4, 362.3, 153.7, 357.9"
+        -1.78, 275.8, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: 360.4, 362.3, 153.7, 357.9, 144.6"
     ),
     "Humanoid-v5": ScoreAnchors(
-        114.26, 762.7, (0, 1, 2, 3), f"{GRID_SOURCE}: 837.8, 700.0, 739.1, 773.7"
+        114.26, 980.7, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: 837.8, 700.0, 739.1, 773.7, 1852.8"
     ),
     "Reacher-v5": ScoreAnchors(
         -43.08, -3.7, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: -3.4, -3.8, -3.5, -3.8, -3.9"
     ),
     "InvertedPendulum-v5": ScoreAnchors(
-        5.04, 632.5, (0, 1, 2, 4), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0, 1000.0"
+        5.04, 702.1, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: 1000.0, 502.8, 27.0, 980.5, 1000.0"
     ),
     "InvertedDoublePendulum-v5": ScoreAnchors(
-        50.08, 6091.3, (0, 1, 2, 4), f"{GRID_SOURCE}: 8458.2, 2540.4, 4010.0, 9356.6"
+        50.08, 5900.9, (0, 1, 2, 3, 4), f"{GRID_SOURCE}: 8458.2, 2540.4, 4010.0, 5139.5, 9356.6"
     ),
     "CartPole-v1": ScoreAnchors(22.99),
     "Pendulum-v1": ScoreAnchors(-1238.71),

@@ -20,13 +20,15 @@ apart (issue 20's binding per-env test).
 
 With --trpo-runs (a `trpo benchmark` directory) it also prints every env and seed that both
 libraries have finished side by side: the two scores, and the step of each run's first
-evaluation at or above `LEARNING_SPEED`'s threshold (issue 20's learning-speed target).
+evaluation at or above `LEARNING_SPEED`'s threshold, and each library's median of those steps
+(issue 20's learning-speed target).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -81,20 +83,26 @@ def first_reaching(rows: list[dict[str, float]], threshold: float) -> int | None
     return next((int(r["steps"]) for r in rows if r["eval_return"] >= threshold), None)
 
 
+def finished_pairs(sb3_directory: Path, trpo_directory: Path):
+    """(env id, seed, trpo's metrics rows, sb3's evaluation rows) of every env and seed both
+    libraries finished: a trpo run counts once its metrics reach the sb3 run's last
+    evaluation."""
+    for env_id, seed, path in finished_reference_runs(sb3_directory):
+        metrics = trpo_directory / f"{env_dir_name(env_id)}-s{seed}" / METRICS_FILE
+        sb3_rows = read_metrics(path)
+        trpo_rows = read_metrics(metrics) if metrics.exists() else []
+        if trpo_rows and trpo_rows[-1]["steps"] >= sb3_rows[-1]["steps"]:
+            yield env_id, seed, trpo_rows, sb3_rows
+
+
 def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
-    """A Markdown table of every env and seed finished by both libraries: a trpo run counts
-    once its metrics reach the sb3 run's last evaluation."""
+    """A Markdown table of every env and seed finished by both libraries (`finished_pairs`)."""
     lines = [
         "| env | seed | trpo score | sb3-contrib score | first evaluation ≥ threshold: "
         "trpo / sb3-contrib |",
         "|---|---|---|---|---|",
     ]
-    for env_id, seed, path in finished_reference_runs(sb3_directory):
-        metrics = trpo_directory / f"{env_dir_name(env_id)}-s{seed}" / METRICS_FILE
-        sb3_rows = read_metrics(path)
-        trpo_rows = read_metrics(metrics) if metrics.exists() else []
-        if not trpo_rows or trpo_rows[-1]["steps"] < sb3_rows[-1]["steps"]:
-            continue
+    for env_id, seed, trpo_rows, sb3_rows in finished_pairs(sb3_directory, trpo_directory):
         reached = "–"
         if env_id in LEARNING_SPEED:
             steps = [first_reaching(rows, LEARNING_SPEED[env_id]) for rows in (trpo_rows, sb3_rows)]
@@ -104,6 +112,26 @@ def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
         lines.append(
             f"| {env_id} | {seed} | {run_score(trpo_rows):.1f} | {run_score(sb3_rows):.1f} "
             f"| {reached} |"
+        )
+    return "\n".join(lines)
+
+
+def learning_speed_medians(sb3_directory: Path, trpo_directory: Path) -> str:
+    """Per `LEARNING_SPEED` env, over the seeds both libraries finished, each one's median
+    step of its first evaluation at the threshold (a run that never reaches it counts as
+    later than any that does): issue 20's learning-speed target."""
+    firsts: dict[str, tuple[list[float], list[float]]] = {}
+    for env_id, _, trpo_rows, sb3_rows in finished_pairs(sb3_directory, trpo_directory):
+        if env_id in LEARNING_SPEED:
+            for runs, rows in zip(firsts.setdefault(env_id, ([], [])), (trpo_rows, sb3_rows)):
+                step = first_reaching(rows, LEARNING_SPEED[env_id])
+                runs.append(math.inf if step is None else step)
+    lines = []
+    for env_id, (trpo, sb3) in firsts.items():
+        shown = ["never" if math.isinf(m) else f"{m:,.0f}" for m in map(np.median, (trpo, sb3))]
+        lines.append(
+            f"{env_id}, median first evaluation ≥ {LEARNING_SPEED[env_id]:.0f} over "
+            f"{len(trpo)} seeds: trpo {shown[0]}, sb3-contrib {shown[1]}"
         )
     return "\n".join(lines)
 
@@ -161,6 +189,7 @@ def main() -> None:
         return
     if args.trpo_runs is not None:
         print(f"{side_by_side(args.directory, args.trpo_runs)}\n")
+        print(f"{learning_speed_medians(args.directory, args.trpo_runs)}\n")
 
     scores = {"sb3-contrib": read_reference_scores(args.directory)}
     if args.trpo is not None:

@@ -49,3 +49,29 @@ def test_per_env_intervals_says_which_library_is_better_only_when_apart():
     assert rows["B-v0"].endswith("| overlap |")
     assert rows["C-v0"].endswith("| **sb3-contrib better, apart** |")
     assert "| 2 / 3 |" in rows["C-v0"]
+
+
+def test_learning_speed_medians_count_a_run_that_never_reaches_the_threshold_as_last(tmp_path):
+    sb3, trpo = tmp_path / "sb3", tmp_path / "trpo"
+    sb3.mkdir()
+    sb3_curves = [[100, 2600, 3000], [2600, 3000, 3000], [100, 100, 100]]  # 2k, 1k, never
+    trpo_curves = [[2500, 100, 100], [100, 100, 2500], [100, 2500, 100]]  # 1k, 3k, 2k
+    for seed, (sb3_returns, trpo_returns) in enumerate(zip(sb3_curves, trpo_curves)):
+        write_curve(sb3 / f"Hopper-v5-s{seed}.csv", sb3_returns)
+        (trpo / f"Hopper-v5-s{seed}").mkdir(parents=True)
+        write_curve(trpo / f"Hopper-v5-s{seed}" / METRICS_FILE, trpo_returns)
+    write_curve(sb3 / "Swimmer-v5-s0.csv", [1, 2, 3])  # no threshold: not listed
+    (trpo / "Swimmer-v5-s0").mkdir()
+    write_curve(trpo / "Swimmer-v5-s0" / METRICS_FILE, [1, 2, 3])
+    assert sb3_aggregate.learning_speed_medians(sb3, trpo) == (
+        "Hopper-v5, median first evaluation ≥ 2500 over 3 seeds: trpo 2,000, sb3-contrib 2,000"
+    )
+    write_curve(sb3 / "Hopper-v5-s3.csv", [100, 100, 100])
+    (trpo / "Hopper-v5-s3").mkdir()
+    write_curve(trpo / "Hopper-v5-s3" / METRICS_FILE, [100, 100, 100])
+    write_curve(sb3 / "Hopper-v5-s4.csv", [100, 100, 100])
+    (trpo / "Hopper-v5-s4").mkdir()
+    write_curve(trpo / "Hopper-v5-s4" / METRICS_FILE, [2500, 100, 100])
+    assert sb3_aggregate.learning_speed_medians(sb3, trpo).endswith(
+        "over 5 seeds: trpo 2,000, sb3-contrib never"
+    )

@@ -85,9 +85,8 @@ def earlier_runs(out: Path, cells: list[Cell]) -> EarlierRuns:
             continue
         if not cell.logged_to_the_end:
             continue
-        if settings.setdefault(cell.config.env_id, cell.config.replace(seed=0)) != (
-            cell.config.replace(seed=0)
-        ):
+        seedless = cell.config.replace(seed=0)
+        if settings.setdefault(cell.config.env_id, seedless) != seedless:
             other_settings.append(path.parent.name)
             continue
         reported.append(cell)

@@ -8,7 +8,8 @@ Time per run at 2M steps, one torch thread, learn() only, extrapolated linearly 
 trpo ~31 min (18.9 s, 60 % of it the policy step), sb3-contrib ~45 min (27.8 s); evaluation
 adds seconds. The full default, 5 games x 5 seeds x both, is then ~32 h on one core: run
 games or seeds as separate processes (`--games`, `--seeds`, one `--out` each) to use more.
-`--seeds` lists the seeds themselves; seeds alternate which library trains first.
+`--seeds` lists the seeds themselves; odd seeds train sb3-contrib first, even ones trpo, so
+the order alternates whether seeds run in one process or one process each.
 
 What one run does. One settings dict (`matched_settings`: trpo `Config` names, trpo's
 defaults as `speed.BASE` writes them out, then the env's trpo preset, i.e. `MINATAR`)
@@ -325,8 +326,8 @@ def benchmark_game(env_id: str, seeds: list[int], steps: int) -> dict[str, Any]:
     model.get_env().close()
     print(f"\n## {env_id}: {steps:,} steps, seeds {seeds}; settings matched")
     pairs = [
-        run_pair(matched_settings(env_id, seed), steps, sb3_first=i % 2 == 1)
-        for i, seed in enumerate(seeds)
+        run_pair(matched_settings(env_id, seed), steps, sb3_first=seed % 2 == 1)
+        for seed in seeds
     ]
     # The first seed's settings; the others differ only in their seed.
     return {"steps": steps, "settings": first, "sb3": sb3_minatar_kwargs(first), "pairs": pairs}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The issue's MinAtar side by side, one (game, seed) pair per process so that a stopped
+# session loses at most the pair in progress: rerun to continue; finished pairs are skipped.
+# One worker at a time: trpo's value fit runs beside its rollout on the second core, so a
+# second worker would slow the runs it is timing.
+#   benchmarks/minatar_2m.sh [OUT]   (default benchmarks/results/minatar-2m)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-benchmarks/results/minatar-2m}
+mkdir -p "$out"
+for seed in 0 1 2; do
+  for game in Breakout SpaceInvaders Asterix Freeway Seaquest; do
+    pair="$out/$game-s$seed.json"
+    [[ -e $pair ]] && continue
+    python benchmarks/minatar_sb3.py --games "$game" --seeds "$seed" --steps 2000000 \
+      --out "$pair.partial"
+    mv "$pair.partial" "$pair"
+  done
+done

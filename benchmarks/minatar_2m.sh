@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The MinAtar side by side, one (game, seed) pair per process so that a stopped
-# session loses at most the pair in progress: rerun to continue; finished pairs are skipped.
+# session loses at most the pair in progress: rerun to continue; finished pairs are skipped,
+# and OUT/results.json and results.md report every finished pair after each one.
 # One worker at a time: trpo's value fit runs beside its rollout on the second core, so a
 # second worker would slow the runs it is timing.
 #   benchmarks/minatar_2m.sh [OUT]   (default benchmarks/results/minatar-2m)
@@ -15,5 +16,6 @@ for seed in 0 1 2; do
     python benchmarks/minatar_sb3.py --games "$game" --seeds "$seed" --steps 2000000 \
       --out "$pair.partial"
     mv "$pair.partial" "$pair"
+    python benchmarks/minatar_sb3.py --merge "$out"/*-s[0-9]*.json --out "$out/results.json"
   done
 done

@@ -2,6 +2,8 @@
 
     python benchmarks/minatar_sb3.py                       # 5 games x seeds 0-4, 2M steps
     python benchmarks/minatar_sb3.py --games Breakout --seeds 0 --steps 20000   # quick check
+    benchmarks/minatar_2m.sh            # the issue's 5 games x seeds 0-2, resumable per pair
+    python benchmarks/minatar_sb3.py --merge DIR/*-s[0-9]*.json --out DIR/results.json
 
 Time per run at 2M steps, one torch thread, learn() only, extrapolated linearly from a
 20,480-step Breakout run (seed 0) on a 2-core AMD EPYC shared with other jobs (load ~3.7):
@@ -326,8 +328,7 @@ def benchmark_game(env_id: str, seeds: list[int], steps: int) -> dict[str, Any]:
     model.get_env().close()
     print(f"\n## {env_id}: {steps:,} steps, seeds {seeds}; settings matched")
     pairs = [
-        run_pair(matched_settings(env_id, seed), steps, sb3_first=seed % 2 == 1)
-        for seed in seeds
+        run_pair(matched_settings(env_id, seed), steps, sb3_first=seed % 2 == 1) for seed in seeds
     ]
     # The first seed's settings; the others differ only in their seed.
     return {"steps": steps, "settings": first, "sb3": sb3_minatar_kwargs(first), "pairs": pairs}
@@ -418,12 +419,40 @@ def markdown(results: dict[str, Any], summary: dict[str, Any], info: dict[str, A
     return "\n".join(lines)
 
 
+def merged(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The games of several reports (by file name) as one report's: each game's pairs from
+    every report, ordered by seed. Reports of one game must share its steps and settings
+    (the seed apart) and not repeat a seed."""
+    games: dict[str, dict[str, Any]] = {}
+    for name, report in reports.items():
+        for env_id, result in report["games"].items():
+            game = games.setdefault(env_id, {**result, "pairs": []})
+            same = {"steps": result["steps"], "settings": {**result["settings"], "seed": None}}
+            if same != {"steps": game["steps"], "settings": {**game["settings"], "seed": None}}:
+                raise ValueError(
+                    f"{name}: {env_id} ran other steps or settings than its first report"
+                )
+            seeds = {p["seed"] for p in game["pairs"]}
+            repeated = seeds & {p["seed"] for p in result["pairs"]}
+            if repeated:
+                raise ValueError(f"{name}: {env_id} seed {sorted(repeated)} is in two reports")
+            game["pairs"] = sorted([*game["pairs"], *result["pairs"]], key=lambda p: p["seed"])
+    return games
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", nargs="+", default=list(GAMES), help="names or MinAtar ids")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=2_000_000, help="training steps per run")
     parser.add_argument("--out", type=Path, help="JSON report (default: results/minatar-sb3-DATE)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="REPORT",
+        help="train nothing: report these JSON reports' runs as one (benchmarks/minatar_2m.sh)",
+    )
     args = parser.parse_args()
     results_dir = Path(__file__).parent / "results"
     args.out = args.out or results_dir / f"minatar-sb3-{datetime.date.today().isoformat()}.json"
@@ -439,20 +468,32 @@ def package_version(name: str) -> str:
 
 def main() -> None:
     args = arguments()
-    torch.set_num_threads(BASE["torch_threads"])
-    info = machine()
-    info["versions"]["minatar"] = package_version("minatar")
-    results = {
-        game_id(name): benchmark_game(game_id(name), args.seeds, args.steps) for name in args.games
-    }
+    if args.merge:
+        reports = {path.name: json.loads(path.read_text()) for path in args.merge}
+        results = merged(reports)
+        machines = {json.dumps(r["machine"], sort_keys=True) for r in reports.values()}
+        if len(machines) > 1:
+            raise SystemExit(f"the reports come from {len(machines)} machines or versions")
+        info = next(iter(reports.values()))["machine"]
+    else:
+        torch.set_num_threads(BASE["torch_threads"])
+        info = machine()
+        info["versions"]["minatar"] = package_version("minatar")
+        results = {
+            game_id(name): benchmark_game(game_id(name), args.seeds, args.steps)
+            for name in args.games
+        }
     summary = summarise(results)
     report = dict(machine=info, args={**vars(args), "out": str(args.out)}, games=results)
     text = json.dumps(
         {**report, "summary": summary}, indent=2, default=lambda o: getattr(o, "__name__", str(o))
     )
+    table = markdown(results, summary, info)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
-    print(f"\n{markdown(results, summary, info)}\n\nwrote {args.out}")
+    if args.merge:  # the report to read, beside its JSON
+        args.out.with_suffix(".md").write_text(table + "\n")
+    print(f"\n{table}\n\nwrote {args.out}")
 
 
 if __name__ == "__main__":

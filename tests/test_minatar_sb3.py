@@ -64,3 +64,28 @@ def test_same_weights_same_outputs(built):
             policy.get_distribution(sb3_obs).distribution.logits, agent.policy(x).logits
         )
         torch.testing.assert_close(policy.predict_values(sb3_obs).squeeze(-1), agent.value_fn(x))
+
+
+def report(seed, steps=2048, **setting):
+    pair = {"seed": seed, "trpo": {}, "sb3": {}, "ratio_sb3_over_trpo": 2.0}
+    settings = {"seed": seed, "max_kl": 0.01, **setting}
+    return {"games": {ENV_ID: {"steps": steps, "settings": settings, "sb3": {}, "pairs": [pair]}}}
+
+
+def test_reports_of_one_seed_each_merge_into_one_game():
+    games = minatar_sb3.merged({"a": report(2), "b": report(0), "c": report(1)})
+    assert [p["seed"] for p in games[ENV_ID]["pairs"]] == [0, 1, 2]
+    assert games[ENV_ID]["settings"]["seed"] == 2  # the first report's, as a single run's
+
+
+@pytest.mark.parametrize(
+    ("other", "problem"),
+    [
+        (report(0), r"seed \[0\] is in two reports"),
+        (report(1, steps=4096), "other steps or settings"),
+        (report(1, max_kl=0.02), "other steps or settings"),
+    ],
+)
+def test_merging_refuses_runs_that_do_not_belong_together(other, problem):
+    with pytest.raises(ValueError, match=problem):
+        minatar_sb3.merged({"a": report(0), "b": other})

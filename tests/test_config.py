@@ -46,6 +46,14 @@ def test_config_is_frozen():
         pytest.param({"policy_hidden": (64, 0)}, ["policy_hidden", "(64, 0)"], id="hidden-0"),
         pytest.param({"activation": "gelu"}, ["activation", "'gelu'"], id="activation=gelu"),
         pytest.param({"kl_scale": "mean"}, ["kl_scale", "joint, per_dim", "'mean'"], id="kl_scale"),
+        pytest.param(
+            {"normalize_obs": "yes"}, ["normalize_obs", "true or false", "'yes'"], id="bool"
+        ),
+        pytest.param(
+            {"share_encoder": True, "overlap": "on"},
+            ["overlap=on", "share_encoder=true", "overlap=auto"],
+            id="share_encoder-overlap-on",
+        ),
     ],
 )
 def test_bad_values_raise_config_error_naming_field_and_value(changes, expected_fragments):

@@ -11,7 +11,8 @@ from gymnasium.spaces import Box, Dict, Discrete, MultiBinary, Text, Tuple
 
 from trpo import TRPO
 from trpo.agent import Agent
-from trpo.config import Config
+from trpo.checkpoint import load_checkpoint
+from trpo.config import Config, ConfigError
 from trpo.encoders import (
     ObservationEncoder,
     ObservationFeatures,
@@ -216,6 +217,78 @@ def accuracy(predict, episodes=200) -> float:
         hits += int(predict(env._obs()) == env.answer())
         env._draw()
     return hits / episodes
+
+
+def test_share_encoder_gives_both_networks_one_cnn_and_saves_it_once(tmp_path):
+    moved = []
+    model = TRPO(SideEnv, share_encoder=True, n_envs=2, steps_per_iter=64, tensorboard=False)
+    assert model.value_fn.features is model.policy.features
+    assert not model.trainer.overlapped  # the fit must run after the policy step, here
+    model.learn(total_steps=128, callback=lambda s: moved.append(s.value.value_fit_kl))
+    assert len(moved) == 2 and all(kl > 0 for kl in moved)
+    model.save(tmp_path / "shared.safetensors")
+    tensors = load_checkpoint(tmp_path / "shared.safetensors").component("agent")[0]
+    assert not any(k.startswith("value/features") for k in tensors)
+    loaded = Agent.load(tmp_path / "shared.safetensors")
+    assert loaded.value_fn.features is loaded.policy.features
+    obs = SideEnv().reset(seed=0)[0]
+    x = loaded.observation_tensor(loaded.encoder.batch_of_one(obs))
+    torch.testing.assert_close(loaded.value_fn(x), model.value_fn(x))
+
+
+def test_separate_encoders_leave_the_policy_where_the_step_put_it():
+    moved = []
+    model = TRPO(SideEnv, n_envs=2, steps_per_iter=64, overlap="off", tensorboard=False)
+    model.learn(total_steps=64, callback=lambda s: moved.append(s.value.value_fit_kl))
+    assert moved == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("env", "settings", "problem"),
+    [
+        ("CartPole-v1", {}, "no image to encode"),
+        (SideEnv, {"overlap": "on"}, "cannot move the encoder it shares"),
+    ],
+)
+def test_share_encoder_is_refused_where_it_cannot_work(env, settings, problem):
+    with pytest.raises(ConfigError, match=problem):
+        TRPO(env, share_encoder=True, **settings, tensorboard=False)
+
+
+class SharedTrunkPolicy(torch.nn.Module):
+    def __init__(self, trunk):
+        super().__init__()
+        self.trunk, self.head = trunk, torch.nn.Linear(8, 2)
+
+    def forward(self, obs):
+        return torch.distributions.Categorical(logits=self.head(self.trunk(obs)))
+
+
+class SharedTrunkValue(torch.nn.Module):
+    def __init__(self, trunk):
+        super().__init__()
+        self.trunk, self.head = trunk, torch.nn.Linear(8, 1)
+
+    def forward(self, obs):
+        return self.head(self.trunk(obs)).squeeze(-1)
+
+
+def shared_trunk_modules():
+    trunk = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+    return {"policy": SharedTrunkPolicy(trunk), "value_fn": SharedTrunkValue(trunk)}
+
+
+def test_a_users_modules_may_share_a_trunk(tmp_path, caplog):
+    model = TRPO("CartPole-v1", **shared_trunk_modules(), n_envs=2, steps_per_iter=64)
+    assert "share 2 tensors (trunk.0.weight, trunk.0.bias)" in caplog.text
+    assert not model.trainer.overlapped
+    model.learn(total_steps=64)
+    model.save(tmp_path / "trunk.safetensors")  # safetensors refuses a tensor saved twice
+    loaded = TRPO.load(tmp_path / "trunk.safetensors", **shared_trunk_modules())
+    assert loaded.value_fn.trunk is loaded.policy.trunk
+    torch.testing.assert_close(loaded.policy.trunk[0].weight, model.policy.trunk[0].weight)
+    with pytest.raises(ConfigError, match="cannot move the parameters it shares"):
+        TRPO("CartPole-v1", **shared_trunk_modules(), overlap="on")
 
 
 def test_dict_env_with_an_image_and_a_vector_learns_and_reloads(tmp_path):

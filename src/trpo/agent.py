@@ -21,7 +21,7 @@ from trpo.checkpoint import (
     space_from_dict,
     space_to_dict,
 )
-from trpo.config import Config
+from trpo.config import Config, ConfigError
 from trpo.encoders import ObservationEncoder, ShapedObservations, observation_features
 from trpo.envs import ActionAdapter
 from trpo.normalization import ObservationNormalizer
@@ -29,6 +29,12 @@ from trpo.policies import MLPPolicy, MLPValue, sample_action
 from trpo.reproducibility import aligned_tensor, seeded_generator
 
 log = logging.getLogger("trpo")
+
+
+def shared_tensors(module: nn.Module, other: nn.Module) -> dict[str, str]:
+    """{``module``'s state-dict key: ``other``'s} of every tensor the two both hold."""
+    keys = {id(t): k for k, t in other.state_dict(keep_vars=True).items()}
+    return {k: keys[id(t)] for k, t in module.state_dict(keep_vars=True).items() if id(t) in keys}
 
 
 class Agent:
@@ -60,6 +66,18 @@ class Agent:
         self.adapter = ActionAdapter(action_space)
         self.custom_modules = policy is not None or value_fn is not None
         init = seeded_generator(config.seed, "init")
+        features = observation_features(encoder, config.image_encoder, init)
+        if config.share_encoder and (features is None or self.custom_modules):
+            raise ConfigError(
+                "share_encoder=true shares trpo's own CNN between its policy and value "
+                + (
+                    "networks: your own policy/value_fn share whatever parameters they hold "
+                    "in common, so leave it false"
+                    if self.custom_modules
+                    else f"networks, and these observations ({observation_space}) have no "
+                    "image to encode: leave it false"
+                )
+            )
         self.policy = self._shaped(policy) or MLPPolicy(
             encoder.dim,
             action_space,
@@ -67,15 +85,29 @@ class Agent:
             config.activation,
             config.log_std_init,
             generator=init,
-            features=observation_features(encoder, config.image_encoder, init),
+            features=features,
         )
         self.value_fn = self._shaped(value_fn) or MLPValue(
             encoder.dim,
             config.value_hidden,
             config.activation,
             generator=init,
-            features=observation_features(encoder, config.image_encoder, init),
+            features=features
+            if config.share_encoder
+            else observation_features(encoder, config.image_encoder, init),
         )
+        self.shared = shared_tensors(self.value_fn, self.policy)
+        """{value state-dict key: policy key} of the tensors both networks hold (a shared
+        encoder): the value fit moves the policy too, and checkpoints store them once."""
+        if self.shared and not config.share_encoder:
+            log.warning(
+                "policy and value_fn share %d tensors (%s): the value fit moves the policy "
+                "outside the trust region (logged as value_fit_kl) and runs after the policy "
+                "step, without overlap",
+                len(self.shared),
+                ", ".join(list(self.shared.values())[:3])
+                + (", ..." if len(self.shared) > 3 else ""),
+            )
         self.generator = seeded_generator(config.seed, "predict")
 
     def _shaped(self, module: nn.Module | None) -> nn.Module | None:
@@ -109,7 +141,9 @@ class Agent:
     # -- persistence ----------------------------------------------------------------
     def state_dict(self) -> State:
         tensors = {f"policy/{k}": v for k, v in self.policy.state_dict().items()}
-        tensors.update({f"value/{k}": v for k, v in self.value_fn.state_dict().items()})
+        tensors.update(
+            {f"value/{k}": v for k, v in self.value_fn.state_dict().items() if k not in self.shared}
+        )
         norm_tensors, norm_meta = self.normalizer.state_dict()
         tensors.update(norm_tensors)
         tensors["predict_rng"] = self.generator.get_state()
@@ -123,8 +157,10 @@ class Agent:
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        self.policy.load_state_dict(section(tensors, "policy"))
-        self.value_fn.load_state_dict(section(tensors, "value"))
+        policy = section(tensors, "policy")
+        self.policy.load_state_dict(policy)
+        shared = {key: policy[of_policy] for key, of_policy in self.shared.items()}
+        self.value_fn.load_state_dict({**shared, **section(tensors, "value")})
         self.normalizer.load_state_dict(tensors, meta["obs_norm"])
         self.generator.set_state(tensors["predict_rng"])
 

@@ -132,7 +132,12 @@ class Config:
     """CNN for image observations (`trpo.encoders.image_cnn`): nature (the DQN network, for
     Atari frames), small (OpenAI baselines' smaller Atari network, ~4x cheaper) or grid
     (MinAtar's, for small grids); auto: nature from 36 pixels a side, else grid. The policy
-    and the value function each get their own, so the value fit never moves the policy."""
+    and the value function each get their own, so the value fit never moves the policy
+    (unless `share_encoder`)."""
+    share_encoder: bool = False
+    """One observation encoder (the CNN of image observations) for the policy and the value
+    function instead of one each. The value fit then moves the policy too, outside the trust
+    region, by the KL logged as value_fit_kl, and runs after the policy step (no overlap)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
 
@@ -304,6 +309,11 @@ def _problems(c: Config) -> typing.Iterator[str]:
             yield f"{name} must be a sequence of integers in [1, 2**20], got {sizes!r}"
     if c.overlap == "on" and not hasattr(os, "fork"):
         yield "overlap=on needs os.fork, which this platform lacks: use overlap=auto"
+    if c.overlap == "on" and c.share_encoder is True:
+        yield (
+            "overlap=on fits the value function in a second process, which cannot move the "
+            "encoder it shares with the policy (share_encoder=true): use overlap=auto"
+        )
     if c.overlap == "on" and not overlap_possible(c):
         needs = " and ".join(f"{k}={v}" for k, v in OVERLAP_NEEDS.items())
         got = ", ".join(f"{k}={getattr(c, k)!r}" for k in OVERLAP_NEEDS)
@@ -311,6 +321,9 @@ def _problems(c: Config) -> typing.Iterator[str]:
             f"overlap=on needs {needs} (the value fit's process computes on one CPU thread); "
             f"got {got}: use overlap=auto"
         )
+    for name, hint in typing.get_type_hints(Config).items():
+        if hint is bool and not isinstance(getattr(c, name), bool):
+            yield f"{name} must be true or false, got {getattr(c, name)!r}"
     for name, allowed in choices().items():
         if getattr(c, name) not in allowed:
             yield f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}"

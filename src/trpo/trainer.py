@@ -18,6 +18,7 @@ checkpoints see, is exactly the serial path's after this iteration (`_Prefetched
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from trpo.functional import gae, normalize
 from trpo.metrics import IterationStats, Overlap
 from trpo.normalization import ObservationNormalizer, RewardScaler
 from trpo.overlap import ValueFitProcess, overlap_on
-from trpo.policies import action_dims
+from trpo.policies import action_dims, mean_kl
 from trpo.reproducibility import aligned_tensor, seeded_generator
 from trpo.rollout import Batch, RolloutCollector
 from trpo.update import StepStats, ValueStats, fit_value, policy_step
@@ -66,6 +67,12 @@ class Trainer:
         self.generators = {name: seeded_generator(config.seed, name) for name in _STREAMS}
         self.reward_scaler = RewardScaler.for_run(config.n_envs, config)
         self.collector = self._collector(envs, factory)
+        if agent.shared and self.device.type != "cpu":
+            raise ConfigError(
+                f"device={config.device} trains a copy of the policy on the GPU, apart from "
+                "the value function it shares parameters with: use device=cpu, or give each "
+                "its own encoder"
+            )
         agent.value_fn.to(self.device)
         self.learner_policy = agent.policy
         """The policy the update changes: the agent's, or its copy on the GPU."""
@@ -79,7 +86,12 @@ class Trainer:
         self.iteration = 0
         self.steps = 0
         self.episodes = 0
-        self.overlapped = overlap_on(config)
+        if agent.shared and config.overlap == "on":
+            raise ConfigError(
+                "overlap=on fits the value function in a second process, which cannot move "
+                "the parameters it shares with the policy: use overlap=auto"
+            )
+        self.overlapped = overlap_on(config) and not agent.shared
         """Whether the value fit runs in a second process beside the next rollout."""
         self._fitter: ValueFitProcess | None = None  # started by the first overlapped fit
         self._prefetched: _Prefetched | None = None
@@ -235,7 +247,11 @@ class Trainer:
         return step
 
     def _fit_value(self, obs: torch.Tensor, targets: torch.Tensor, values: torch.Tensor):
-        return fit_value(
+        policy = self.agent.policy
+        if self.agent.shared:
+            with torch.no_grad():
+                before = policy(obs)
+        stats = fit_value(
             self.agent.value_fn,
             self.value_optimizer,
             obs,
@@ -245,6 +261,11 @@ class Trainer:
             self.config.value_minibatch,
             self.generators["value_fit"],
         )
+        if not self.agent.shared:
+            return stats
+        with torch.no_grad():
+            moved = mean_kl(before, policy(obs), self.config.kl_direction)
+        return dataclasses.replace(stats, value_fit_kl=float(moved))
 
     def _valid_rows(self, batch: Batch) -> slice | torch.Tensor:
         """Index of the flattened transitions that enter the update (all but dropped ones)."""

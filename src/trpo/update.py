@@ -292,6 +292,10 @@ class ValueStats:
     """Mean squared error on the batch after fitting."""
     explained_variance: float
     """Of the targets by the values *before* fitting (how well V predicted this batch)."""
+    value_fit_kl: float = 0.0
+    """Mean KL (in `Config.kl_direction`) by which the fit moved the policy: 0 unless the
+    two share parameters (`Config.share_encoder`), when the trust region bounds only the
+    policy step."""
 
 
 def fit_value(

@@ -184,6 +184,40 @@ def test_image_fisher_product_takes_the_first_convolution_forward(name):
     torch.testing.assert_close(forward, double_backprop, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(in_channels=4, out_channels=16, kernel_size=3),  # MinAtar's
+        dict(in_channels=2, out_channels=8, kernel_size=4, stride=2, padding=1),
+        dict(in_channels=3, out_channels=5, kernel_size=(2, 3), dilation=2, bias=False),
+    ],
+)
+@pytest.mark.parametrize("patches_limit", [update.PATCHES_LIMIT_BYTES, 0])
+def test_a_convolution_on_the_observation_is_linear_in_its_parameters(
+    conv, patches_limit, monkeypatch
+):
+    # Its tangent is J v and its transpose Jᵀ u, with its patches or PyTorch's backward.
+    monkeypatch.setattr(update, "PATCHES_LIMIT_BYTES", patches_limit)
+    layer = torch.nn.Conv2d(**conv)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(6, layer.in_channels, 11, 9, generator=generator)
+    output = layer(x)
+    linear = update.ConvOnObservation(layer, x, output)
+    assert (linear.patches is None) == (patches_limit == 0)
+    params = tuple(layer.parameters())
+    v = [torch.randn(p.shape, generator=generator) for p in params]
+    u = torch.randn(output.shape, generator=generator)
+    _, jv = torch.func.jvp(
+        lambda *p: torch.func.functional_call(layer, dict(zip(["weight", "bias"], p)), x),
+        params,
+        tuple(v),
+    )
+    torch.testing.assert_close(linear.tangent(*v), jv)
+    expected = torch.autograd.grad(output, params, u, retain_graph=True)
+    for got, want in zip(linear.transpose(u), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_vpg_is_a_plain_gradient_step():
     agent, obs, actions, adv, old_lp = real_batch("CartPole-v1", algo="vpg", vpg_lr=0.1)
     params = list(agent.policy.parameters())

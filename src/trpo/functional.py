@@ -124,14 +124,16 @@ def fisher_vector_product(
 @dataclass(frozen=True)
 class ForwardLayer:
     """A layer of the policy that reads no θ-dependent input (a convolution on the
-    observation): its output's J v is the layer itself applied to v's parts for its
-    ``params``, ``tangent(*v_parts)``, one forward pass. Its parameters must be used by no
+    observation), linear in its ``params``: its output's J v is the layer applied to v's
+    parts for them, ``tangent(*v_parts)``, and the gradient of its params given the
+    output's, ``transpose(output_grad)``, its adjoint. Its parameters must be used by no
     other layer."""
 
     params: tuple[Tensor, ...]
     output: Tensor
     """The layer's output in the graph of the distribution parameters."""
     tangent: Callable[..., Tensor]
+    transpose: Callable[[Tensor], Sequence[Tensor]]
 
 
 def gauss_newton_fisher_vector_product(
@@ -153,9 +155,10 @@ def gauss_newton_fisher_vector_product(
     z; Jᵀ(M J v) is one backward pass through the retained forward graph.
 
     ``forward_layers`` (a subset of the layers of ``params``) enter J v by their forward
-    tangent instead: the graph of Jᵀu stops at their outputs. For a convolution this skips
-    the transposed convolution PyTorch's double backward computes for the layer's input and
-    J v never uses (about a quarter of a MinAtar CNN's product); the product is the same.
+    tangent and Jᵀ by their transpose instead: both graphs stop at their outputs. For a
+    convolution this skips the transposed convolution PyTorch's double backward computes
+    for the layer's input and J v never uses (about a quarter of a MinAtar CNN's product);
+    the product is the same.
     """
     params = list(params)
     forward = {id(p) for layer in forward_layers for p in layer.params}
@@ -163,9 +166,8 @@ def gauss_newton_fisher_vector_product(
     z_at = [z.detach().requires_grad_() for z in dist_params]
     kl_grad_z = torch.autograd.grad(mean_kl_of(z_at), z_at, create_graph=True)
     dummy = [torch.zeros_like(z, requires_grad=True) for z in dist_params]
-    jt_dummy = torch.autograd.grad(
-        dist_params, backward + [layer.output for layer in forward_layers], dummy, create_graph=True
-    )
+    outputs = [layer.output for layer in forward_layers]
+    jt_dummy = torch.autograd.grad(dist_params, backward + outputs, dummy, create_graph=True)
     sizes = [p.numel() for p in params]
     position = {id(p): i for i, p in enumerate(params)}
 
@@ -177,8 +179,11 @@ def gauss_newton_fisher_vector_product(
         ]
         jv = torch.autograd.grad(jt_dummy, dummy, tangents, retain_graph=True)
         mjv = torch.autograd.grad(kl_grad_z, z_at, jv, retain_graph=True)
-        fv = torch.autograd.grad(dist_params, params, mjv, retain_graph=True)
-        return torch.cat([part.reshape(-1) for part in fv]) + damping * v
+        grads = torch.autograd.grad(dist_params, backward + outputs, mjv, retain_graph=True)
+        fv = dict(zip(map(id, backward), grads))
+        for layer, output_grad in zip(forward_layers, grads[len(backward) :]):
+            fv.update(zip(map(id, layer.params), layer.transpose(output_grad)))
+        return torch.cat([fv[id(p)].reshape(-1) for p in params]) + damping * v
 
     return product
 

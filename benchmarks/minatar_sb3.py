@@ -10,8 +10,8 @@ Time per run at 2M steps, one torch thread, learn() only, extrapolated linearly 
 trpo ~31 min (18.9 s, 60 % of it the policy step), sb3-contrib ~45 min (27.8 s); evaluation
 adds seconds. The full default, 5 games x 5 seeds x both, is then ~32 h on one core: run
 games or seeds as separate processes (`--games`, `--seeds`, one `--out` each) to use more.
-`--seeds` lists the seeds themselves; odd seeds train sb3-contrib first, even ones trpo, so
-the order alternates whether seeds run in one process or one process each.
+`--seeds` lists the seeds themselves; odd seeds train sb3-contrib first and even seeds trpo,
+so the order alternates also when each seed runs in a process of its own.
 
 What one run does. One settings dict (`matched_settings`: trpo `Config` names, trpo's
 defaults as `speed.BASE` writes them out, then the env's trpo preset, i.e. `MINATAR`)

@@ -5,11 +5,11 @@
     benchmarks/minatar_2m.sh            # the 5 games x seeds 0-2, resumable per pair
     python benchmarks/minatar_sb3.py --merge DIR/*-s[0-9]*.json --out DIR/results.json
 
-Time per run at 2M steps, one torch thread, learn() only, extrapolated linearly from a
-20,480-step Breakout run (seed 0) on a 2-core AMD EPYC shared with other jobs (load ~3.7):
-trpo ~31 min (18.9 s, 60 % of it the policy step), sb3-contrib ~45 min (27.8 s); evaluation
-adds seconds. The full default, 5 games x 5 seeds x both, is then ~32 h on one core: run
-games or seeds as separate processes (`--games`, `--seeds`, one `--out` each) to use more.
+Time per run at 2M steps, learn() only, Breakout seed 0 on an otherwise idle 2-core AMD
+EPYC (2026-12-07): trpo 513 s (its value fit on the second core), sb3-contrib 1241-1470 s
+over two runs; evaluation adds seconds. The issue's 5 games x seeds 0-2 for both libraries
+is then ~8 h: `benchmarks/minatar_2m.sh` runs it one pair at a time, since a second job
+would slow the runs it times.
 `--seeds` lists the seeds themselves; odd seeds train sb3-contrib first and even seeds trpo,
 so the order alternates also when each seed runs in a process of its own.
 

@@ -280,7 +280,7 @@ class ConvOnObservation:
     J v is the convolution with v's parts, and the transpose (the gradient of weight and
     bias from the output's) one matrix product with x's patches, unfolded once per update
     (while they fit in `PATCHES_LIMIT_BYTES`; else PyTorch's convolution backward, which
-    spends ~10 ms on MinAtar's 16 filters of 3×3×C at batch 2048, the product ~2 ms)."""
+    spends ~9-11 ms on MinAtar's 16 filters of 3×3×C at batch 2048, the product ~4 ms)."""
 
     def __init__(self, conv: nn.Conv2d, x: Tensor, output: Tensor):
         self.conv, self.x, self.output = conv, x, output

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from trpo.config import Config, ConfigError
+from trpo.config import Config, ConfigError, field_types
 
 
 def unknown_message(unknown: list[str]) -> str:
@@ -155,7 +155,7 @@ def config_text(width: int | None = None) -> str:
     meaning wrapped to ``width`` (default: the terminal's, at most 100 columns)."""
     width = width or min(shutil.get_terminal_size((100, 24)).columns, 100)
     docs = field_docs()
-    hints = typing.get_type_hints(Config)
+    hints = field_types()
     blocks = []
     for name, default in Config().to_dict().items():
         value = shown(default) if default not in ((), {}, "") else "(empty)"
@@ -172,7 +172,7 @@ def config_text(width: int | None = None) -> str:
 def config_table() -> str:
     docs = field_docs()
     defaults = Config().to_dict()
-    hints = typing.get_type_hints(Config)
+    hints = field_types()
     lines = ["| setting | default | type | meaning |", "|---|---|---|---|"]
     for name, default in defaults.items():
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -284,12 +285,18 @@ class ConvOnObservation:
 
     def __init__(self, conv: nn.Conv2d, x: Tensor, output: Tensor):
         self.conv, self.x, self.output = conv, x, output
-        self.patches: Tensor | None = None
-        """[N·L, C·kh·kw]: each output position's input patch, a row."""
-        size = conv.weight[0].numel() * output[:, 0].numel() * x.element_size()
-        if conv.groups == 1 and isinstance(conv.padding, tuple) and size <= PATCHES_LIMIT_BYTES:
-            unfolded = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-            self.patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])
+
+    @cached_property
+    def patches(self) -> Tensor | None:
+        """[N·L, C·kh·kw]: each output position's input patch, a row (None past the limit).
+        Unfolded at the first transpose: the θk forward of an update that takes none (vpg,
+        or a Fisher matrix on a subsample of the states) never pays for them."""
+        conv, x = self.conv, self.x
+        size = conv.weight[0].numel() * self.output[:, 0].numel() * x.element_size()
+        if conv.groups != 1 or not isinstance(conv.padding, tuple) or size > PATCHES_LIMIT_BYTES:
+            return None
+        unfolded = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        return unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])
 
     def tangent(self, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         c = self.conv

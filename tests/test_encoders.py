@@ -19,8 +19,11 @@ from trpo.encoders import (
     image_cnn,
     image_shape,
     is_image_space,
+    observation_features,
 )
 from trpo.normalization import ObservationNormalizer
+from trpo.policies import MLPValue
+from trpo.reproducibility import seeded_generator
 
 ATARI = Box(0, 255, (4, 84, 84), np.uint8)
 MINATAR = Box(0, 1, (10, 10, 4), bool)
@@ -234,6 +237,17 @@ def test_share_encoder_gives_both_networks_one_cnn_and_saves_it_once(tmp_path):
     obs = SideEnv().reset(seed=0)[0]
     x = loaded.observation_tensor(loaded.encoder.batch_of_one(obs))
     torch.testing.assert_close(loaded.value_fn(x), model.value_fn(x))
+
+
+def test_a_users_policy_alone_builds_no_cnn_for_it():
+    # Only the default value function draws from the init stream, as its first draws.
+    agent = Agent(MINATAR, Discrete(3), Config(), policy=SharedTrunkPolicy(torch.nn.Identity()))
+    init = seeded_generator(0, "init")
+    encoder = ObservationEncoder(MINATAR)
+    features = observation_features(encoder, "auto", init)
+    value = MLPValue(encoder.dim, (64, 64), "tanh", generator=init, features=features)
+    for ours, expected in zip(agent.value_fn.parameters(), value.parameters(), strict=True):
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
 
 def test_separate_encoders_leave_the_policy_where_the_step_put_it():

@@ -66,17 +66,11 @@ class Agent:
         self.adapter = ActionAdapter(action_space)
         self.custom_modules = policy is not None or value_fn is not None
         init = seeded_generator(config.seed, "init")
-        features = observation_features(encoder, config.image_encoder, init)
-        if config.share_encoder and (features is None or self.custom_modules):
+        if config.share_encoder and self.custom_modules:
             raise ConfigError(
                 "share_encoder=true shares trpo's own CNN between its policy and value "
-                + (
-                    "networks: your own policy/value_fn share whatever parameters they hold "
-                    "in common, so leave it false"
-                    if self.custom_modules
-                    else f"networks, and these observations ({observation_space}) have no "
-                    "image to encode: leave it false"
-                )
+                "networks; your own policy/value_fn share whatever parameters they hold in "
+                "common: leave it false"
             )
         self.policy = self._shaped(policy) or MLPPolicy(
             encoder.dim,
@@ -85,14 +79,20 @@ class Agent:
             config.activation,
             config.log_std_init,
             generator=init,
-            features=features,
+            features=observation_features(encoder, config.image_encoder, init),
         )
+        if config.share_encoder and self.policy.features is None:
+            raise ConfigError(
+                "share_encoder=true shares the CNN of image observations between the policy "
+                f"and the value function, and these observations ({observation_space}) have "
+                "no image to encode: leave it false"
+            )
         self.value_fn = self._shaped(value_fn) or MLPValue(
             encoder.dim,
             config.value_hidden,
             config.activation,
             generator=init,
-            features=features
+            features=self.policy.features
             if config.share_encoder
             else observation_features(encoder, config.image_encoder, init),
         )

@@ -83,26 +83,31 @@ def first_reaching(rows: list[dict[str, float]], threshold: float) -> int | None
     return next((int(r["steps"]) for r in rows if r["eval_return"] >= threshold), None)
 
 
-def finished_pairs(sb3_directory: Path, trpo_directory: Path):
-    """(env id, seed, trpo's metrics rows, sb3's evaluation rows) of every env and seed both
-    libraries finished: a trpo run counts once its metrics reach the sb3 run's last
-    evaluation."""
+Pair = tuple[str, int, list[dict[str, float]], list[dict[str, float]]]
+"""(env id, seed, trpo's metrics rows, sb3's evaluation rows)."""
+
+
+def finished_pairs(sb3_directory: Path, trpo_directory: Path) -> list[Pair]:
+    """Every env and seed both libraries finished: a trpo run counts once its metrics reach
+    the sb3 run's last evaluation."""
+    pairs = []
     for env_id, seed, path in finished_reference_runs(sb3_directory):
         metrics = trpo_directory / f"{env_dir_name(env_id)}-s{seed}" / METRICS_FILE
         sb3_rows = read_metrics(path)
         trpo_rows = read_metrics(metrics) if metrics.exists() else []
         if trpo_rows and trpo_rows[-1]["steps"] >= sb3_rows[-1]["steps"]:
-            yield env_id, seed, trpo_rows, sb3_rows
+            pairs.append((env_id, seed, trpo_rows, sb3_rows))
+    return pairs
 
 
-def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
+def side_by_side(pairs: list[Pair]) -> str:
     """A Markdown table of every env and seed finished by both libraries (`finished_pairs`)."""
     lines = [
         "| env | seed | trpo score | sb3-contrib score | first evaluation ≥ threshold: "
         "trpo / sb3-contrib |",
         "|---|---|---|---|---|",
     ]
-    for env_id, seed, trpo_rows, sb3_rows in finished_pairs(sb3_directory, trpo_directory):
+    for env_id, seed, trpo_rows, sb3_rows in pairs:
         reached = "–"
         if env_id in LEARNING_SPEED:
             steps = [first_reaching(rows, LEARNING_SPEED[env_id]) for rows in (trpo_rows, sb3_rows)]
@@ -116,12 +121,12 @@ def side_by_side(sb3_directory: Path, trpo_directory: Path) -> str:
     return "\n".join(lines)
 
 
-def learning_speed_medians(sb3_directory: Path, trpo_directory: Path) -> str:
-    """Per `LEARNING_SPEED` env, over the seeds both libraries finished, each one's median
-    step of its first evaluation at the threshold (a run that never reaches it counts as
-    later than any that does): issue 20's learning-speed target."""
+def learning_speed_medians(pairs: list[Pair]) -> str:
+    """Per `LEARNING_SPEED` env, over the seeds both libraries finished (`finished_pairs`),
+    each one's median step of its first evaluation at the threshold (a run that never
+    reaches it counts as later than any that does): issue 20's learning-speed target."""
     firsts: dict[str, tuple[list[float], list[float]]] = {}
-    for env_id, _, trpo_rows, sb3_rows in finished_pairs(sb3_directory, trpo_directory):
+    for env_id, _, trpo_rows, sb3_rows in pairs:
         if env_id in LEARNING_SPEED:
             for runs, rows in zip(firsts.setdefault(env_id, ([], [])), (trpo_rows, sb3_rows)):
                 step = first_reaching(rows, LEARNING_SPEED[env_id])
@@ -188,8 +193,9 @@ def main() -> None:
         print(anchor_entries(args.directory))
         return
     if args.trpo_runs is not None:
-        print(f"{side_by_side(args.directory, args.trpo_runs)}\n")
-        print(f"{learning_speed_medians(args.directory, args.trpo_runs)}\n")
+        pairs = finished_pairs(args.directory, args.trpo_runs)
+        print(f"{side_by_side(pairs)}\n")
+        print(f"{learning_speed_medians(pairs)}\n")
 
     scores = {"sb3-contrib": read_reference_scores(args.directory)}
     if args.trpo is not None:

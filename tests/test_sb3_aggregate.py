@@ -33,7 +33,7 @@ def test_side_by_side_lists_the_seeds_both_libraries_finished(tmp_path):
     for seed, returns in ((0, [2500, 100, 100, 100, 100, 100]), (1, [100, 100])):
         (trpo / f"Hopper-v5-s{seed}").mkdir(parents=True)
         write_curve(trpo / f"Hopper-v5-s{seed}" / METRICS_FILE, returns)
-    table = sb3_aggregate.side_by_side(sb3, trpo).splitlines()
+    table = sb3_aggregate.side_by_side(sb3_aggregate.finished_pairs(sb3, trpo)).splitlines()
     assert len(table) == 3  # the header, its rule and seed 0
     assert table[2] == "| Hopper-v5 | 0 | 100.0 | 2800.0 | ≥ 2500: 1,000 / 2,000 |"
 
@@ -63,7 +63,7 @@ def test_learning_speed_medians_count_a_run_that_never_reaches_the_threshold_as_
     write_curve(sb3 / "Swimmer-v5-s0.csv", [1, 2, 3])  # no threshold: not listed
     (trpo / "Swimmer-v5-s0").mkdir()
     write_curve(trpo / "Swimmer-v5-s0" / METRICS_FILE, [1, 2, 3])
-    assert sb3_aggregate.learning_speed_medians(sb3, trpo) == (
+    assert sb3_aggregate.learning_speed_medians(sb3_aggregate.finished_pairs(sb3, trpo)) == (
         "Hopper-v5, median first evaluation ≥ 2500 over 3 seeds: trpo 2,000, sb3-contrib 2,000"
     )
     write_curve(sb3 / "Hopper-v5-s3.csv", [100, 100, 100])
@@ -72,6 +72,6 @@ def test_learning_speed_medians_count_a_run_that_never_reaches_the_threshold_as_
     write_curve(sb3 / "Hopper-v5-s4.csv", [100, 100, 100])
     (trpo / "Hopper-v5-s4").mkdir()
     write_curve(trpo / "Hopper-v5-s4" / METRICS_FILE, [2500, 100, 100])
-    assert sb3_aggregate.learning_speed_medians(sb3, trpo).endswith(
+    assert sb3_aggregate.learning_speed_medians(sb3_aggregate.finished_pairs(sb3, trpo)).endswith(
         "over 5 seeds: trpo 2,000, sb3-contrib never"
     )

@@ -128,8 +128,8 @@ def evaluation_curves(runs: list[list[dict[str, float]]]) -> tuple[np.ndarray, n
     return np.array(steps), returns
 
 
-def summarize_env(cells: list[Cell]) -> EnvResult:
-    runs = [read_metrics(cell.run_dir / METRICS_FILE) for cell in cells]
+def summarize_env(cells: list[Cell], runs: list[list[dict[str, float]]]) -> EnvResult:
+    """One env's seeds: ``runs``, each cell's metrics rows in the same order."""
     scores = [run_score(run) for run in runs]
     _, returns = evaluation_curves(runs)
     complete = returns[:, ~np.isnan(returns).any(axis=0)]  # points every seed evaluated
@@ -271,9 +271,11 @@ def write_results(
     by_env: dict[str, list[Cell]] = {}
     for cell in cells:
         by_env.setdefault(cell.config.env_id, []).append(cell)
-    results = [summarize_env(env_cells) for env_cells in by_env.values()]
+    results = []
     for env_id, env_cells in by_env.items():
-        plot_env(env_id, [read_metrics(c.run_dir / METRICS_FILE) for c in env_cells], out)
+        runs = [read_metrics(cell.run_dir / METRICS_FILE) for cell in env_cells]
+        results.append(summarize_env(env_cells, runs))
+        plot_env(env_id, runs, out)
     aggregate = aggregate_scores(
         {r.env_id: r.scores for r in results}, np.random.default_rng(BOOTSTRAP_SEED)
     )

@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import typing
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,6 +29,7 @@ from trpo.checkpoint import FORMAT_VERSION
 from trpo.cli import main
 from trpo.config import Config, resolve_settings
 from trpo.config_text import parse_value
+from trpo.logger import METRICS_FILE
 from trpo.presets import ATARI, PRESETS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -173,6 +175,18 @@ def test_plot_two_runs(cartpole_run, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "wrote out.png"
     png = (tmp_path / "out.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 1000
+
+
+def test_plot_a_run_with_no_episode_or_evaluation_yet(tmp_path, capsys):
+    # CarRacing's 1000-step episodes: a 2-iteration run finishes neither
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / METRICS_FILE).write_text("steps,episode_return,eval_return\n1024,,\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["plot", "run", "-o", "out.png"]) == 0
+
+    assert (tmp_path / "out.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_presets_lists_every_preset(capsys):

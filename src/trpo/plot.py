@@ -36,7 +36,7 @@ def plot_runs(run_dirs: list[Path], output: Path) -> Path:
             ax.plot(*zip(*train), color=colour, alpha=0.35, linewidth=1)
         if evals:
             ax.plot(*zip(*evals), color=colour, marker="o", markersize=3, label=run_dir.name)
-        elif train:
+        else:  # still named: a run too short for an episode or an evaluation says so
             ax.plot([], [], color=colour, label=run_dir.name)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")

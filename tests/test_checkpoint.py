@@ -378,6 +378,17 @@ def test_foreign_files(cartpole, tmp_path):
         assert str(path) in str(info.value), path
 
 
+def test_loading_a_run_directory_names_its_checkpoints(tmp_path):
+    for name in ("final", "last"):
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+
+    with pytest.raises(CheckpointError) as info:
+        TRPO.load(tmp_path)
+
+    final, last = tmp_path / "final.safetensors", tmp_path / "last.safetensors"
+    assert str(info.value).endswith(f"checkpoint file, such as {final} or {last}")
+
+
 def test_checkpoint_missing_tensors(cartpole, tmp_path):
     _, original = cartpole
     tensors, meta = checkpoint_parts(original)

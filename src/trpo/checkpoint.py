@@ -109,10 +109,31 @@ def save_checkpoint(path: str | Path, components: dict[str, State]) -> None:
     write_atomic(path, save_bytes(tensors, metadata={_META_KEY: json.dumps(meta)}))
 
 
+CHECKPOINT_NAMES = ("best", "final", "last")
+"""A run directory's checkpoints, each `NAME.safetensors`: best (the best evaluation so far),
+final (the end of training) and last (the latest whole iteration: what --resume continues)."""
+
+
+def run_checkpoint(run_dir: Path, name: str) -> Path:
+    """``name``: one of `CHECKPOINT_NAMES` in ``run_dir`` (best falls back to final, for a
+    run too short to evaluate) or a checkpoint's own path."""
+    if name not in CHECKPOINT_NAMES:
+        return Path(name)
+    path = run_dir / f"{name}.safetensors"
+    if name == "best" and not path.exists():
+        return run_dir / "final.safetensors"
+    return path
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; pass a .safetensors checkpoint file")
+        files = (path / f"{name}.safetensors" for name in CHECKPOINT_NAMES)
+        held = [str(file) for file in files if file.exists()]
+        raise CheckpointError(
+            f"{path} is a directory; pass a .safetensors checkpoint file"
+            + (f", such as {' or '.join(held)}" if held else "")
+        )
     try:
         data = path.read_bytes()
     except OSError as err:

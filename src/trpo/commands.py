@@ -331,19 +331,13 @@ def _run_cells(cells: list, args: argparse.Namespace) -> bool:
 # -- eval, plot, presets ---------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from trpo.agent import Agent
+    from trpo.checkpoint import run_checkpoint
     from trpo.envs import env_factory
     from trpo.evaluate import EVAL_SEED_OFFSET, Evaluator, play
 
     if args.episodes <= 0:
         raise CLIError(f"--episodes must be positive, got {args.episodes}")
-    named = {"best", "final", "last"}
-    path = (
-        args.run_dir / f"{args.checkpoint}.safetensors"
-        if args.checkpoint in named
-        else Path(args.checkpoint)
-    )
-    if args.checkpoint == "best" and not path.exists():
-        path = args.run_dir / "final.safetensors"
+    path = run_checkpoint(args.run_dir, args.checkpoint)
     if not path.exists():
         raise CLIError(f"checkpoint {path} does not exist")
     agent = Agent.load(path)  # the policy and its normaliser only: no training envs
@@ -366,15 +360,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from trpo.agent import Agent
+    from trpo.checkpoint import run_checkpoint
     from trpo.export import SUFFIXES, export_policy
 
-    named = {"best", "final", "last"}
-    if args.checkpoint in named:
-        path = args.run_dir / f"{args.checkpoint}.safetensors"
-        if args.checkpoint == "best" and not path.exists():
-            path = args.run_dir / "final.safetensors"
-    else:
-        path = Path(args.checkpoint)
+    path = run_checkpoint(args.run_dir, args.checkpoint)
     if not path.exists():
         raise CLIError(f"checkpoint {path} does not exist")
     agent = Agent.load(path)

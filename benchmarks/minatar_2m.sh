@@ -5,6 +5,8 @@
 # One worker at a time: trpo's value fit runs beside its rollout on the second core, so a
 # second worker would slow the runs it is timing.
 #   benchmarks/minatar_2m.sh [OUT]   (default benchmarks/results/minatar-2m)
+# To stop between pairs (before a job that would slow the next one): touch OUT/STOP; the
+# script removes it when it stops there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results/minatar-2m}
@@ -13,6 +15,11 @@ for seed in 0 1 2; do
   for game in Breakout SpaceInvaders Asterix Freeway Seaquest; do
     pair="$out/$game-s$seed.json"
     [[ -e $pair ]] && continue
+    if [[ -e $out/STOP ]]; then
+      rm "$out/STOP"
+      echo "stopped before $game seed $seed ($out/STOP)"
+      exit 0
+    fi
     python benchmarks/minatar_sb3.py --games "$game" --seeds "$seed" --steps 2000000 \
       --out "$pair.partial"
     mv "$pair.partial" "$pair"

@@ -53,6 +53,10 @@ each library's own, so a seed gives different runs; trpo solves with the Gauss-N
 Fisher product and starts CG from 0, sb3 differentiates the KL twice and starts CG from
 1e-4 * randn (the same matrix for a Categorical, tests/test_sb3_equivalence.py); sb3's
 advantage normalisation divides by the unbiased std; the vector envs differ as above.
+With those streams taken out, the two are one algorithm: tests/test_minatar_sb3.py replays
+sb3's sampled actions in trpo on the same env seeds, with sb3's weights copied in before
+each iteration, and finds observations, values, advantages, the policy's step and the
+value fit equal to float rounding (the step within 6e-6 of its length).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ pytest.importorskip("mujoco")
 
 from sb3_contrib import TRPO as SB3TRPO  # noqa: E402
 from sb3_contrib.common import utils as sb3_utils  # noqa: E402
+from sb3_lockstep import RecordIterations, ZeroNoiseTorch, flat, relative_difference  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 
 from trpo.config import Config  # noqa: E402
@@ -56,21 +57,6 @@ class RecordBatch(BaseCallback):
         self.weights = copy.deepcopy(self.model.policy.state_dict())
 
 
-class ZeroNoiseTorch:
-    """torch as sb3-contrib's CG module sees it, with ``randn_like`` giving zeros.
-
-    sb3-contrib starts conjugate gradient from x₀ = 1e-4 · randn instead of trpo's 0. On
-    this batch the noise moves sb3's step by 2.0e-5 of its length, four times the 5.1e-6
-    left by rounding once it is zero, and by another amount for another draw: a property
-    of sb3's CG start, not of the KL's scale, which this test is about. Zeroing it runs
-    sb3's own CG code from x₀ = 0; nothing else in sb3's update draws random numbers."""
-
-    randn_like = staticmethod(torch.zeros_like)
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-
 TRPO_NAMES = {
     "mlp_extractor.policy_net.0": "net.0",
     "mlp_extractor.policy_net.2": "net.2",
@@ -93,10 +79,6 @@ def renamed_layers(
 def actor_state(sb3_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """sb3's actor parameters as an `MLPPolicy` state dict."""
     return {"log_std": sb3_state["log_std"].clone(), **renamed_layers(sb3_state, TRPO_NAMES)}
-
-
-def flat(state: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([state[name].reshape(-1) for name in sorted(state)])
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +128,7 @@ def step_difference(sb3_update, kl_scale):
     """‖Δθ_trpo − Δθ_sb3‖ / ‖Δθ_sb3‖ for one update from the same θk on the same batch."""
     model, batch, before, after, _ = sb3_update
     state, stats = trpo_update(model, batch, before, kl_scale)
-    sb3_step = flat(after) - flat(before)
-    return float((flat(state) - flat(after)).norm() / sb3_step.norm()), stats
+    return relative_difference(state, before, after), stats
 
 
 def test_sb3_takes_a_step(sb3_update):
@@ -183,31 +164,6 @@ CRITIC_NAMES = {
 LOCKSTEP = {"n_envs": 2, "n_steps": 256, "iterations": 3, "max_episode_steps": 30}
 """Hopper with a 30-step limit: episodes that fall (terminated), run out (truncated) and
 straddle the batches' boundaries."""
-
-
-class RecordIterations(BaseCallback):
-    """Each rollout sb3 trains on, its networks' weights before and after that update."""
-
-    def __init__(self):
-        super().__init__()
-        self.iterations: list[dict] = []
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
-        names = ("observations", "actions", "rewards", "values", "log_probs", "advantages")
-        record = {name: getattr(buffer, name).copy() for name in names}
-        record["before"] = copy.deepcopy(self.model.policy.state_dict())
-        self.iterations.append(record)
-
-    def _on_rollout_start(self) -> None:
-        if self.iterations:
-            self.iterations[-1]["after"] = copy.deepcopy(self.model.policy.state_dict())
-
-    def _on_training_end(self) -> None:
-        self.iterations[-1]["after"] = copy.deepcopy(self.model.policy.state_dict())
 
 
 def critic_state(sb3_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -280,7 +236,6 @@ def test_whole_iteration_with_per_step_statistics_equals_sb3_contribs():
         np.testing.assert_allclose(
             advantages.reshape(shape), sb3["advantages"], rtol=1e-4, atol=1e-4
         )  # next_obs one step behind (before 33de41c) missed by up to 0.65 here
-        sb3_step = flat(actor_state(sb3["after"])) - flat(actor_state(sb3["before"]))
-        difference = flat(agent.policy.state_dict()) - flat(actor_state(sb3["after"]))
-        assert float(difference.norm() / sb3_step.norm()) < 1e-3
+        before, after = actor_state(sb3["before"]), actor_state(sb3["after"])
+        assert relative_difference(agent.policy.state_dict(), before, after) < 1e-3
     assert ended_somehow.all()  # both kinds of episode end were compared

@@ -33,10 +33,13 @@ def same(a, b) -> bool:
 
 @pytest.mark.parametrize(
     "env_id, settings",
-    [("CartPole-v1", {}), ("Pendulum-v1", STATISTICS_EVERY_STEP)],
-    ids=["CartPole-v1", "Pendulum-v1-step-statistics"],
+    [("CartPole-v1", {}), ("Pendulum-v1", STATISTICS_EVERY_STEP), ("MinAtar/Breakout-v1", {})],
+    ids=["CartPole-v1", "Pendulum-v1-step-statistics", "MinAtar-CNN"],
 )
 def test_overlap_gives_the_serial_run_bit_for_bit(env_id, settings):
+    """Also for a CNN on bool frames, the MinAtar side by side's path (docs/results.md)."""
+    if env_id.startswith("MinAtar/"):
+        pytest.importorskip("minatar")
     runs = {}
     for overlap in ("off", "on"):
         model = TRPO(env_id, seed=4, overlap=overlap, **{**EVAL_EACH, **settings})

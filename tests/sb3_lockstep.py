@@ -62,3 +62,25 @@ def relative_difference(
     as a fraction of sb3's step."""
     step = flat(after) - flat(before)
     return float((flat(ours) - flat(after)).norm() / step.norm())
+
+
+def replayed_iterations(agent, iterations: list[dict], actor_state, critic_state, as_action):
+    """Each iteration sb3 trained on, with trpo's batch of the same steps: trpo's policy
+    and value set to sb3's weights before it (``actor_state``/``critic_state`` rename
+    them), and sb3's sampled actions (``as_action`` casts one step's) replayed in trpo's
+    rollout with their log-probabilities under trpo's policy. Yields (sb3's record, batch)."""
+    trainer, replayed = agent.trainer, {}
+
+    def replay(obs, sample):
+        action = as_action(replayed["actions"][replayed["t"]])
+        replayed["t"] += 1
+        with torch.no_grad():
+            return action, agent.policy(torch.as_tensor(obs)).log_prob(torch.as_tensor(action))
+
+    trainer.collector._act = replay
+    for sb3 in iterations:
+        replayed.update(actions=sb3["actions"], t=0)
+        agent.policy.load_state_dict(actor_state(sb3["before"]))
+        agent.value_fn.load_state_dict(critic_state(sb3["before"]))
+        batch, _ = trainer._collect()
+        yield sb3, batch

@@ -20,7 +20,12 @@ pytest.importorskip("minatar")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import minatar_sb3  # noqa: E402
 from sb3_contrib.common import utils as sb3_utils  # noqa: E402
-from sb3_lockstep import RecordIterations, ZeroNoiseTorch, relative_difference  # noqa: E402
+from sb3_lockstep import (  # noqa: E402
+    RecordIterations,
+    ZeroNoiseTorch,
+    relative_difference,
+    replayed_iterations,
+)
 
 ENV_ID = "MinAtar/Breakout-v1"
 
@@ -122,22 +127,14 @@ def test_whole_iteration_equals_sb3_contribs(monkeypatch):
     agent = minatar_sb3.make_trpo(
         {**settings, "env_kwargs": {"max_episode_steps": limit}, "overlap": "off"}
     )
-    trainer, replayed = agent.trainer, {}
-
-    def replay(obs, sample):  # sb3's action at this step, its log-prob under trpo's policy
-        action = replayed["actions"][replayed["t"]].reshape(-1).astype(np.int64)
-        replayed["t"] += 1
-        with torch.no_grad():
-            return action, agent.policy(torch.as_tensor(obs)).log_prob(torch.as_tensor(action))
-
-    trainer.collector._act = replay
+    trainer = agent.trainer
     ended_somehow = np.zeros(2, bool)
+    steps = replayed_iterations(
+        agent, recorder.iterations, actor_state, critic_state,
+        lambda action: action.reshape(-1).astype(np.int64),
+    )  # fmt: skip
     try:
-        for sb3 in recorder.iterations:
-            replayed.update(actions=sb3["actions"], t=0)
-            agent.policy.load_state_dict(actor_state(sb3["before"]))
-            agent.value_fn.load_state_dict(critic_state(sb3["before"]))
-            batch, _ = trainer._collect()
+        for sb3, batch in steps:
             obs, advantages, targets, values = trainer._advantages(batch)
             trainer._policy_step(batch, obs, advantages)
             trainer._fit_value(obs, targets, values)

@@ -20,7 +20,13 @@ pytest.importorskip("mujoco")
 
 from sb3_contrib import TRPO as SB3TRPO  # noqa: E402
 from sb3_contrib.common import utils as sb3_utils  # noqa: E402
-from sb3_lockstep import RecordIterations, ZeroNoiseTorch, flat, relative_difference  # noqa: E402
+from sb3_lockstep import (  # noqa: E402
+    RecordIterations,
+    ZeroNoiseTorch,
+    flat,
+    relative_difference,
+    replayed_iterations,
+)
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 
 from trpo.config import Config  # noqa: E402
@@ -205,25 +211,18 @@ def test_whole_iteration_with_per_step_statistics_equals_sb3_contribs():
         obs_norm_update="step", normalize_reward=True, reward_norm_update="step",
         overlap="off", tensorboard=False,
     )  # fmt: skip
-    trainer, replayed = agent.trainer, {}
+    trainer = agent.trainer
     # VecNormalize's statistics start from a prior: mean 0, variance 1, count 1e-4
     obs_dim = venv.observation_space.shape[0]
     agent.agent.normalizer.set_stats(RunningMeanStd(np.zeros(obs_dim), np.ones(obs_dim), 1e-4))
     trainer.reward_scaler.stats = RunningMeanStd(np.zeros(()), np.ones(()), 1e-4)
 
-    def replay(obs, sample):  # sb3's action at this step, its log-prob under trpo's policy
-        action = replayed["actions"][replayed["t"]].astype(np.float32)
-        replayed["t"] += 1
-        with torch.no_grad():
-            return action, agent.policy(torch.as_tensor(obs)).log_prob(torch.as_tensor(action))
-
-    trainer.collector._act = replay
     ended_somehow = np.zeros(2, bool)
-    for sb3 in recorder.iterations:
-        replayed.update(actions=sb3["actions"], t=0)
-        agent.policy.load_state_dict(actor_state(sb3["before"]))
-        agent.value_fn.load_state_dict(critic_state(sb3["before"]))
-        batch, _ = trainer._collect()
+    steps = replayed_iterations(
+        agent, recorder.iterations, actor_state, critic_state,
+        lambda action: action.astype(np.float32),
+    )  # fmt: skip
+    for sb3, batch in steps:
         obs, advantages, _, values = trainer._advantages(batch)
         trainer._policy_step(batch, obs, advantages)
         rewards = trainer.reward_scaler.scaled(batch.rewards, batch.reward_scale)

@@ -1,5 +1,6 @@
 """What the tests that run trpo in lockstep with sb3-contrib share: sb3's CG without its
-random start, a recorder of each iteration sb3 trains on, and flat parameter vectors.
+random start, a recorder of each iteration sb3 trains on, the replay of those iterations
+in trpo, and how far two updates land apart.
 
 Import it after ``pytest.importorskip("sb3_contrib")``: it imports stable-baselines3.
 """
@@ -39,7 +40,7 @@ class RecordIterations(BaseCallback):
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
         names = ("observations", "actions", "rewards", "values", "log_probs", "advantages")
-        record = {name: getattr(buffer, name).copy() for name in (*names, "returns")}
+        record = {name: getattr(buffer, name).copy() for name in names + ("returns",)}
         record["before"] = copy.deepcopy(self.model.policy.state_dict())
         self.iterations.append(record)
 

@@ -31,18 +31,23 @@ ENV_ID = "MinAtar/Breakout-v1"
 
 
 @pytest.fixture
-def built():
+def benchmark_threads():
     # The benchmark's main sets one torch thread for the process; so does this fixture,
     # whatever the machine's default (2 on a 2-core CI runner).
     threads = torch.get_num_threads()
     torch.set_num_threads(minatar_sb3.BASE["torch_threads"])
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def built(benchmark_threads):
     minatar_sb3.register_family(ENV_ID)
     settings = minatar_sb3.matched_settings(ENV_ID, seed=0)
     agent, model = minatar_sb3.make_trpo(settings), minatar_sb3.make_sb3(settings)
     yield agent, model
     agent.close()
     model.get_env().close()
-    torch.set_num_threads(threads)
 
 
 def test_settings_match(built):
@@ -100,7 +105,7 @@ LOCKSTEP = {"n_envs": 2, "steps_per_iter": 256, "iterations": 3, "max_episode_st
 the batches' boundaries."""
 
 
-def test_whole_iteration_equals_sb3_contribs(monkeypatch):
+def test_whole_iteration_equals_sb3_contribs(monkeypatch, benchmark_threads):
     """sb3-contrib trains on MinAtar Breakout; trpo, with the benchmark's settings, replays
     sb3's sampled actions on the same env seeds, its policy and value set to sb3's before
     each iteration. Observations, rewards, values, advantages and value targets (truncation
@@ -108,8 +113,6 @@ def test_whole_iteration_equals_sb3_contribs(monkeypatch):
     iteration. The value fit takes the whole batch as one minibatch, so that the two
     libraries' shuffles (each its own random stream) cannot change its result; its Adam
     state carries over between iterations in both."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     limit = LOCKSTEP["max_episode_steps"]
     monkeypatch.setattr(minatar_sb3, "MAX_EPISODE_STEPS", limit)  # sb3's env factory
     minatar_sb3.register_family(ENV_ID)
@@ -156,7 +159,6 @@ def test_whole_iteration_equals_sb3_contribs(monkeypatch):
             assert policy_gap < 1e-4 and value_gap < 1e-4
     finally:
         agent.close()
-        torch.set_num_threads(threads)
     assert ended_somehow.all()  # both kinds of episode end were compared
 
 

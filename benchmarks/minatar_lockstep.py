@@ -21,15 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import minatar_sb3  # noqa: E402
-from sb3_contrib.common import utils as sb3_utils  # noqa: E402
-from sb3_lockstep import (  # noqa: E402
-    RecordIterations,
-    ZeroNoiseTorch,
-    flat,
-    relative_difference,
-    replayed_iterations,
-)
-from test_minatar_sb3 import actor_state, critic_state  # noqa: E402
+from sb3_lockstep import flat, relative_difference  # noqa: E402
+from test_minatar_sb3 import actor_state, critic_state, lockstep  # noqa: E402
 
 
 def main() -> None:
@@ -42,21 +35,8 @@ def main() -> None:
     minatar_sb3.register_family(args.env_id)
     settings = minatar_sb3.matched_settings(args.env_id, seed=args.seed)
     settings.update(value_minibatch=settings["steps_per_iter"])
-    model = minatar_sb3.make_sb3(settings)
-    recorder = RecordIterations()
-    sb3_utils.th = ZeroNoiseTorch()  # sb3's CG starts from 0, as trpo's
-    model.learn(settings["steps_per_iter"] * args.iterations, callback=recorder)
-    model.get_env().close()
-    agent = minatar_sb3.make_trpo({**settings, "overlap": "off"})
-    trainer, ratios = agent.trainer, []
-    steps = replayed_iterations(
-        agent, recorder.iterations, actor_state, critic_state,
-        lambda action: action.reshape(-1).astype(np.int64),
-    )  # fmt: skip
-    for i, (sb3, batch) in enumerate(steps):
-        obs, advantages, targets, values = trainer._advantages(batch)
-        trainer._policy_step(batch, obs, advantages)
-        trainer._fit_value(obs, targets, values)
+    ratios = []
+    for i, (agent, sb3, batch, _, advantages, _) in enumerate(lockstep(settings, args.iterations)):
         before, after = actor_state(sb3["before"]), actor_state(sb3["after"])
         ours = flat(agent.policy.state_dict()) - flat(before)
         theirs = flat(after) - flat(before)
@@ -72,7 +52,6 @@ def main() -> None:
             f"step length ratio {ratios[-1]:.5f}",
             flush=True,
         )
-    agent.close()
     print(
         f"step length ratio trpo / sb3 over {len(ratios)} iterations: mean {np.mean(ratios):.5f},"
         f" min {min(ratios):.5f}, max {max(ratios):.5f}"

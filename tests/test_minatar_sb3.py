@@ -8,7 +8,9 @@ scores differ by each library's random streams.
 """
 
 import sys
+from contextlib import closing
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -100,6 +102,33 @@ def critic_state(sb3_state: dict) -> dict[str, torch.Tensor]:
     return network_state(sb3_state, "vf_features_extractor.image.", "value_net")
 
 
+def lockstep(settings: dict, iterations: int, **trpo_settings):
+    """sb3-contrib trains for `iterations` iterations with `settings`; trpo, built from the
+    same settings (and `trpo_settings`), then replays each one: sb3's sampled actions on the
+    same env seeds, its policy and value set to sb3's before the iteration. Yields
+    (agent, sb3's record, trpo's batch, values, advantages, value targets) after trpo's
+    policy step and value fit, for the caller to hold against sb3's."""
+    model = minatar_sb3.make_sb3(settings)
+    recorder = RecordIterations()
+    with mock.patch.object(sb3_utils, "th", ZeroNoiseTorch()):
+        model.learn(settings["steps_per_iter"] * iterations, callback=recorder)
+    model.get_env().close()
+    agent = minatar_sb3.make_trpo({**settings, **trpo_settings, "overlap": "off"})
+    trainer = agent.trainer
+    steps = replayed_iterations(
+        agent, recorder.iterations, actor_state, critic_state,
+        lambda action: action.reshape(-1).astype(np.int64),
+    )  # fmt: skip
+    try:
+        for sb3, batch in steps:
+            obs, advantages, targets, values = trainer._advantages(batch)
+            trainer._policy_step(batch, obs, advantages)
+            trainer._fit_value(obs, targets, values)
+            yield agent, sb3, batch, values, advantages, targets
+    finally:
+        agent.close()
+
+
 LOCKSTEP = {"n_envs": 2, "steps_per_iter": 256, "iterations": 3, "max_episode_steps": 20}
 """Breakout cut at 20 steps: games lost (terminated), cut (truncated), and episodes across
 the batches' boundaries."""
@@ -121,26 +150,10 @@ def test_whole_iteration_equals_sb3_contribs(monkeypatch, benchmark_threads):
     settings.update(
         n_envs=LOCKSTEP["n_envs"], steps_per_iter=batch_size, value_minibatch=batch_size
     )
-    model = minatar_sb3.make_sb3(settings)
-    recorder = RecordIterations()
-    with monkeypatch.context() as patch:
-        patch.setattr(sb3_utils, "th", ZeroNoiseTorch())
-        model.learn(batch_size * LOCKSTEP["iterations"], callback=recorder)
-    model.get_env().close()
-    agent = minatar_sb3.make_trpo(
-        {**settings, "env_kwargs": {"max_episode_steps": limit}, "overlap": "off"}
-    )
-    trainer = agent.trainer
     ended_somehow = np.zeros(2, bool)
-    steps = replayed_iterations(
-        agent, recorder.iterations, actor_state, critic_state,
-        lambda action: action.reshape(-1).astype(np.int64),
-    )  # fmt: skip
-    try:
-        for sb3, batch in steps:
-            obs, advantages, targets, values = trainer._advantages(batch)
-            trainer._policy_step(batch, obs, advantages)
-            trainer._fit_value(obs, targets, values)
+    steps = lockstep(settings, LOCKSTEP["iterations"], env_kwargs={"max_episode_steps": limit})
+    with closing(steps):
+        for agent, sb3, batch, values, advantages, targets in steps:
             shape, plain = batch.rewards.shape, ~batch.truncated  # sb3 adds γ V(final obs)
             ended_somehow |= [batch.terminated.any(), batch.truncated.any()]
             sb3_obs = sb3["observations"].reshape(*shape, -1)  # 0/1 floats, channel-last
@@ -157,8 +170,6 @@ def test_whole_iteration_equals_sb3_contribs(monkeypatch, benchmark_threads):
                 agent.value_fn.state_dict(), critic_state(sb3["before"]), critic_state(sb3["after"])
             )
             assert policy_gap < 1e-4 and value_gap < 1e-4
-    finally:
-        agent.close()
     assert ended_somehow.all()  # both kinds of episode end were compared
 
 
